@@ -1,0 +1,311 @@
+"""The black-soil farmland archive (黑土耕地档案): its layers, field dictionary and writer.
+
+``write_archive`` writes all layers into a temporary GeoPackage beside the target, adds the
+Chinese field titles (``gpkg_data_columns``, which QGIS shows) and renames the file into place
+only when it is complete, so a crash never leaves a half-written archive. ``open_archive`` reads
+an archive back as GeoDataFrames.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import pyogrio
+
+from .errors import InputError, OutputError, UsageError
+
+logger = logging.getLogger(__name__)
+
+#: layer names
+PIECES = "HTGDTB"  # 黑土耕地图斑
+BALANCE = "HTGD_TBPH"  # 图斑面积平衡
+COUNTY_SUMMARY = "HTGD_XZQHZ"  # 县级汇总
+QA_LOG = "HTGD_ZJJL"  # 质检记录
+METADATA = "HTGD_YXXX"  # 运行信息
+DICTIONARY = "HTGD_ZDZD"  # 字段字典
+
+LAYER_TITLES: dict[str, str] = {
+    PIECES: "黑土耕地图斑",
+    BALANCE: "图斑面积平衡表",
+    COUNTY_SUMMARY: "县级行政区汇总表",
+    QA_LOG: "质检记录",
+    METADATA: "运行信息",
+    DICTIONARY: "字段字典",
+}
+
+#: (layer, field) → (Chinese name, unit, description). The archive's field dictionary.
+FIELDS: dict[str, list[tuple[str, str, str, str]]] = {
+    PIECES: [
+        ("DABH", "档案编号", "", "archive number: HT + county + year + sequence; stable on rerun"),
+        ("BSM", "标识码", "", "source parcel id (DLTB BSM)"),
+        ("TBBH", "图斑编号", "", "source parcel number"),
+        ("XZQDM", "行政区代码", "", "county code (6 digits)"),
+        ("XZQMC", "行政区名称", "", "county name"),
+        ("ZLDWDM", "坐落单位代码", "", "village code of the parcel"),
+        ("DLBM", "地类编码", "", "land class code"),
+        ("DLMC", "地类名称", "", "land class name"),
+        ("TL", "土类", "", "black-soil group"),
+        ("TLDM", "土类代码", "", "GB/T 17296-2009 group code where known"),
+        ("TRLX", "土壤类型", "", "soil type as named on the soil map"),
+        ("YL", "亚类", "", "soil sub-type as named on the soil map"),
+        ("TRBM", "土壤图斑编码", "", "id of the soil polygon"),
+        ("MJ", "平面面积", "m²", "planar area in the working CRS"),
+        ("TBMJ", "图斑面积", "m²", "official (ellipsoidal) area allocated to the piece"),
+        ("KCXS", "扣除系数", "", "deduction rate of the parcel"),
+        ("KCMJ", "扣除面积", "m²", "deduction area allocated to the piece"),
+        ("TBDLMJ", "图斑地类面积", "m²", "TBMJ − KCMJ"),
+        ("GDLX", "耕地类型", "", "TT terrace / PD slope"),
+        ("GDPDJB", "耕地坡度级别", "", "slope grade 1-5"),
+        ("SBSL", "合并碎片数", "", "slivers merged into this piece"),
+        ("SJNF", "数据年份", "", "survey year"),
+    ],
+    BALANCE: [
+        ("BSM", "标识码", "", "parcel id"),
+        ("XZQDM", "行政区代码", "", "county code"),
+        ("DLBM", "地类编码", "", "land class code"),
+        ("MJ", "平面面积", "m²", "planar area of the parcel"),
+        ("TBMJ", "图斑面积", "m²", "official area of the parcel"),
+        ("KCMJ", "扣除面积", "m²", "deduction area of the parcel"),
+        ("TBDLMJ", "图斑地类面积", "m²", "TBMJ − KCMJ"),
+        ("HT_MJ", "黑土平面面积", "m²", "planar area on black soil"),
+        ("FHT_MJ", "非黑土平面面积", "m²", "planar area on other soils"),
+        ("WDT_MJ", "无土壤图平面面积", "m²", "planar area in gaps of the soil map"),
+        ("QYW_MJ", "黑土区外平面面积", "m²", "planar area outside the black-soil region"),
+        ("HT_TBMJ", "黑土图斑面积", "m²", "official area on black soil"),
+        ("FHT_TBMJ", "非黑土图斑面积", "m²", "official area on other soils"),
+        ("WDT_TBMJ", "无土壤图图斑面积", "m²", "official area in gaps of the soil map"),
+        ("QYW_TBMJ", "黑土区外图斑面积", "m²", "official area outside the black-soil region"),
+        ("HT_TBDLMJ", "黑土图斑地类面积", "m²", "TBDLMJ on black soil"),
+        ("FHT_TBDLMJ", "非黑土图斑地类面积", "m²", "TBDLMJ on other soils"),
+        ("WDT_TBDLMJ", "无土壤图图斑地类面积", "m²", "TBDLMJ in gaps of the soil map"),
+        ("QYW_TBDLMJ", "黑土区外图斑地类面积", "m²", "TBDLMJ outside the black-soil region"),
+        ("SLIVERS", "合并碎片数", "", "slivers merged"),
+        ("RESIDUAL", "平衡差", "m²", "MJ − sum of the class areas"),
+        ("REL_ERR", "相对误差", "", "|RESIDUAL| / MJ"),
+        ("BALANCED", "是否平衡", "", "1 where REL_ERR ≤ 1e-6"),
+    ],
+    COUNTY_SUMMARY: [
+        ("XZQDM", "行政区代码", "", "county code"),
+        ("XZQMC", "行政区名称", "", "county name"),
+        ("TL", "土类", "", "black-soil group; 合计 = all groups"),
+        ("TBGS", "图斑个数", "", "number of black-soil pieces"),
+        ("YTBGS", "涉及耕地图斑个数", "", "number of parcels with black soil"),
+        ("MJ", "平面面积", "m²", "planar area"),
+        ("TBMJ", "图斑面积", "m²", "official area"),
+        ("TBDLMJ", "图斑地类面积", "m²", "official area less deductions"),
+        ("TBDLMJ_GQ", "图斑地类面积（公顷）", "ha", "TBDLMJ in hectares"),
+        ("TBDLMJ_MU", "图斑地类面积（亩）", "mu", "TBDLMJ in mu (1 ha = 15 mu)"),
+        ("GDTBMJ", "耕地图斑面积", "m²", "TBMJ of all surveyed cultivated parcels (合计 rows)"),
+        ("GDTBDLMJ", "耕地图斑地类面积", "m²", "TBDLMJ of all surveyed cultivated parcels"),
+        ("HTZB", "黑土耕地占比", "", "black-soil TBDLMJ / cultivated TBDLMJ (合计 rows)"),
+    ],
+    QA_LOG: [
+        ("layer", "图层", "", "input layer"),
+        ("feature_id", "要素标识", "", "BSM or feature id in the source"),
+        ("check", "检查项", "", "what was checked"),
+        ("problem", "问题", "", "what was found"),
+        ("action", "处理", "", "repair made or rejection"),
+    ],
+    METADATA: [
+        ("key", "项目", "", "metadata item"),
+        ("value", "内容", "", "JSON value"),
+    ],
+    DICTIONARY: [
+        ("layer", "图层", "", "archive layer"),
+        ("field", "字段", "", "field name"),
+        ("name_zh", "中文名称", "", "Chinese name"),
+        ("unit", "单位", "", "unit"),
+        ("description", "说明", "", "meaning"),
+    ],
+}
+
+
+def field_dictionary(fields: dict[str, list[tuple[str, str, str, str]]] = FIELDS) -> pd.DataFrame:
+    """The field dictionary as a table (layer, field, name_zh, unit, description)."""
+    rows = [(layer, *entry) for layer, entries in fields.items() for entry in entries]
+    return pd.DataFrame(rows, columns=["layer", "field", "name_zh", "unit", "description"])
+
+
+def check_output(path: Path, overwrite: bool) -> None:
+    """Refuse to overwrite an existing archive without ``overwrite``; check the folder exists."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise UsageError(f"{path}: the archive already exists; use --overwrite to replace it")
+    if not path.parent.exists():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputError(f"{path.parent}: cannot create the output folder ({err})") from err
+    if not os.access(path.parent, os.W_OK):
+        raise OutputError(f"{path.parent}: the output folder is not writable")
+
+
+def write_archive(
+    path: str | Path,
+    layers: dict[str, pd.DataFrame],
+    *,
+    overwrite: bool = False,
+    fields: dict[str, list[tuple[str, str, str, str]]] = FIELDS,
+) -> Path:
+    """Write the archive layers into one GeoPackage, atomically.
+
+    Parameters
+    ----------
+    path : path
+        The archive (``.gpkg``).
+    layers : dict
+        Layer name → GeoDataFrame (spatial layer) or DataFrame (table), written in this order.
+    overwrite : bool
+        Replace an existing archive.
+    fields : dict
+        Field titles for ``gpkg_data_columns``.
+
+    Returns
+    -------
+    Path
+        The archive path.
+
+    Raises
+    ------
+    UsageError
+        The archive exists and ``overwrite`` is false.
+    OutputError
+        The file cannot be written (permissions, disk full); nothing is left behind.
+    """
+    path = Path(path)
+    check_output(path, overwrite)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.gpkg")
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        for name, frame in layers.items():
+            _write_layer(tmp, name, frame)
+        _add_titles(tmp, layers, fields)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        for extra in ("-journal", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                Path(f"{tmp}{extra}").unlink()
+        if isinstance(err, OSError | pyogrio.errors.DataSourceError | sqlite3.Error):
+            raise OutputError(f"{path}: cannot write the archive ({err})") from err
+        raise
+    logger.info("archive written: %s", path)
+    return path
+
+
+def _write_layer(path: Path, name: str, frame: pd.DataFrame) -> None:
+    frame = frame.reset_index(drop=True)
+    spatial = isinstance(frame, gpd.GeoDataFrame) and frame.geometry.name in frame
+    try:
+        pyogrio.write_dataframe(
+            frame,
+            path,
+            layer=name,
+            driver="GPKG",
+            append=path.exists(),
+            promote_to_multi=True if spatial else None,
+            geometry_type="MultiPolygon" if spatial else None,
+            layer_options={"IDENTIFIER": LAYER_TITLES.get(name, name)},
+        )
+    except Exception as err:
+        if isinstance(err, OSError):
+            raise
+        raise OutputError(f"{path}: cannot write layer {name} ({err})") from err
+
+
+def _add_titles(path: Path, layers: dict[str, pd.DataFrame], fields: dict) -> None:
+    """Register Chinese field titles in ``gpkg_data_columns`` (the GeoPackage schema extension)."""
+    con = sqlite3.connect(path)
+    try:
+        with con:
+            con.execute(
+                "CREATE TABLE IF NOT EXISTS gpkg_data_columns (table_name TEXT NOT NULL, "
+                "column_name TEXT NOT NULL, name TEXT, title TEXT, description TEXT, "
+                "mime_type TEXT, constraint_name TEXT, "
+                "CONSTRAINT pk_gdc PRIMARY KEY (table_name, column_name), "
+                "CONSTRAINT gdc_tn UNIQUE (table_name, name))"
+            )
+            con.execute(
+                "CREATE TABLE IF NOT EXISTS gpkg_extensions (table_name TEXT, column_name TEXT, "
+                "extension_name TEXT NOT NULL, definition TEXT NOT NULL, scope TEXT NOT NULL, "
+                "CONSTRAINT ge_tce UNIQUE (table_name, column_name, extension_name))"
+            )
+            con.execute(
+                "INSERT OR IGNORE INTO gpkg_extensions VALUES ('gpkg_data_columns', NULL, "
+                "'gpkg_schema', 'http://www.geopackage.org/spec121/#extension_schema', "
+                "'read-write')"
+            )
+            rows = []
+            for layer, frame in layers.items():
+                present = set(frame.columns)
+                for field, name_zh, unit, description in fields.get(layer, []):
+                    if field in present:
+                        title = f"{name_zh}（{unit}）" if unit else name_zh
+                        rows.append((layer, field, field, title, description))
+            con.executemany(
+                "INSERT OR REPLACE INTO gpkg_data_columns "
+                "(table_name, column_name, name, title, description) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+    finally:
+        con.close()
+
+
+def open_archive(path: str | Path, layers: list[str] | None = None) -> dict[str, pd.DataFrame]:
+    """Open an archive: each layer as a GeoDataFrame (spatial) or DataFrame (table).
+
+    Parameters
+    ----------
+    path : path
+        The archive GeoPackage.
+    layers : list of str, optional
+        Only these layers (default: all).
+
+    Returns
+    -------
+    dict
+        Layer name → frame, in the archive's order.
+
+    Raises
+    ------
+    InputError
+        The file is missing or not an archive.
+
+    Examples
+    --------
+    >>> archive = open_archive("out/demo_archive.gpkg")  # doctest: +SKIP
+    >>> archive["HTGDTB"].groupby("TL")["TBDLMJ"].sum()  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: archive not found")
+    try:
+        available = [str(n) for n, *_ in pyogrio.list_layers(path)]
+    except Exception as err:
+        raise InputError(f"{path}: not a GeoPackage archive ({err})") from err
+    if PIECES not in available:
+        raise InputError(f"{path}: not a blacksoil archive (no layer {PIECES})")
+    wanted = layers or available
+    out: dict[str, pd.DataFrame] = {}
+    for name in wanted:
+        if name not in available:
+            raise InputError(f"{path}: layer {name!r} not in the archive")
+        out[name] = pyogrio.read_dataframe(path, layer=name, use_arrow=True)
+    return out
+
+
+def read_metadata(path: str | Path) -> dict[str, object]:
+    """The archive's run metadata as a dict (values decoded from JSON)."""
+    frame = open_archive(path, [METADATA])[METADATA]
+    return {k: json.loads(v) for k, v in zip(frame["key"], frame["value"], strict=True)}

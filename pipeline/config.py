@@ -1,0 +1,388 @@
+"""The survey-job configuration: one YAML file, validated into typed objects.
+
+``load_config(path)`` reads the YAML safely, rejects unknown keys, missing required keys and bad
+values with a :class:`~pipeline.errors.ConfigError` naming the key's path
+(``inputs.parcels.fields.id``), resolves relative paths from the config file's folder and fills
+in the defaults, which come from the national standards (DESIGN.md §3). Every key is documented in
+``configs/README.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .codes import BLACK_SOIL_GROUPS, BLACK_SOIL_SUBTYPES, CULTIVATED_CODES
+from .errors import ConfigError
+
+#: Semantic field names of each core input and their 三调 defaults.
+PARCEL_FIELDS: dict[str, str] = {
+    "id": "BSM",
+    "landuse": "DLBM",
+    "county": "ZLDWDM",
+    "area": "TBMJ",
+    "deduction_rate": "KCXS",
+    "number": "TBBH",
+    "landuse_name": "DLMC",
+    "terrace": "GDLX",
+    "slope_grade": "GDPDJB",
+}
+SOIL_FIELDS: dict[str, str] = {"soil_type": "TL", "subtype": "YL", "id": "TRBM"}
+COUNTY_FIELDS: dict[str, str] = {"code": "XZQDM", "name": "XZQMC"}
+REGION_FIELDS: dict[str, str] = {}
+
+#: Fields a layer must have (the others are used when present).
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "parcels": ("id", "landuse"),
+    "soil": ("soil_type",),
+    "counties": ("code",),
+    "region": (),
+}
+_DEFAULT_FIELDS = {
+    "parcels": PARCEL_FIELDS,
+    "soil": SOIL_FIELDS,
+    "counties": COUNTY_FIELDS,
+    "region": REGION_FIELDS,
+}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input layer: where it is and how its fields are named."""
+
+    path: Path
+    layer: str | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    where: str | None = None
+    encoding: str | None = None
+    crs: str | None = None
+    #: the fields the user named explicitly (they must exist; defaults may be absent)
+    explicit_fields: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Inputs:
+    parcels: InputSpec
+    soil: InputSpec
+    counties: InputSpec | None = None
+    region: InputSpec | None = None
+
+
+@dataclass(frozen=True)
+class IOOptions:
+    engine: Literal["pyogrio", "fiona"] = "pyogrio"
+
+
+@dataclass(frozen=True)
+class OverlayOptions:
+    max_vertices: int = 256
+    threads: int = 0  # 0: one per CPU core, at most 8
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    path: Path
+
+
+@dataclass(frozen=True)
+class SurveyConfig:
+    """A validated survey job."""
+
+    year: int
+    inputs: Inputs
+    output: OutputOptions
+    crs: str = "auto"
+    black_soil_types: dict[str, str] = field(default_factory=dict)  # alias -> group
+    black_soil_groups: tuple[str, ...] = ()
+    cultivated_codes: tuple[str, ...] = CULTIVATED_CODES
+    min_piece_area: float = 0.1
+    io: IOOptions = field(default_factory=IOOptions)
+    overlay: OverlayOptions = field(default_factory=OverlayOptions)
+    source: Path | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+_TOP_KEYS = {
+    "year": (int, True),
+    "crs": (str, False),
+    "inputs": (dict, True),
+    "output": (dict, True),
+    "black_soil_types": ((list, dict), False),
+    "cultivated_codes": (list, False),
+    "min_piece_area": ((int, float), False),
+    "io": (dict, False),
+    "overlay": (dict, False),
+}
+_INPUT_KEYS = {
+    "path": (str, True),
+    "layer": (str, False),
+    "fields": (dict, False),
+    "where": (str, False),
+    "encoding": (str, False),
+    "crs": ((str, int), False),
+}
+
+
+def _type_name(t: type | tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a text", dict: "a mapping", list: "a list"}
+    ts = t if isinstance(t, tuple) else (t,)
+    return " or ".join(names.get(x, x.__name__) for x in ts)
+
+
+def _check_mapping(data: Any, schema: dict, path: str) -> dict:
+    """Check keys and value types of one YAML mapping against ``schema``."""
+    where = path or "the config"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    for key in data:
+        if key not in schema:
+            known = ", ".join(sorted(schema))
+            raise ConfigError(f"{_join(path, key)}: unknown key (known keys: {known})")
+    for key, (typ, required) in schema.items():
+        if key not in data or data[key] is None:
+            if required:
+                raise ConfigError(f"{_join(path, key)}: missing required key")
+            continue
+        value = data[key]
+        # bool is an int in Python; a YAML `yes` is never a valid year or area
+        if isinstance(value, bool) or not isinstance(value, typ):
+            raise ConfigError(f"{_join(path, key)}: expected {_type_name(typ)}, got {value!r}")
+    return data
+
+
+def _join(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _input_spec(data: Any, name: str, base: Path) -> InputSpec:
+    path = f"inputs.{name}"
+    _check_mapping(data, _INPUT_KEYS, path)
+    defaults = _DEFAULT_FIELDS[name]
+    user_fields = data.get("fields") or {}
+    for key, value in user_fields.items():
+        if key not in defaults:
+            known = ", ".join(defaults) or "none"
+            raise ConfigError(f"{path}.fields.{key}: unknown field name (known: {known})")
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{path}.fields.{key}: expected a field name, got {value!r}")
+    fields = {**defaults, **user_fields}
+    raw_path = Path(str(data["path"])).expanduser()
+    resolved = raw_path if raw_path.is_absolute() else (base / raw_path)
+    crs = data.get("crs")
+    return InputSpec(
+        path=resolved,
+        layer=data.get("layer"),
+        fields=fields,
+        where=data.get("where"),
+        encoding=data.get("encoding"),
+        crs=None if crs is None else (f"EPSG:{crs}" if isinstance(crs, int) else crs),
+        explicit_fields=frozenset(user_fields),
+    )
+
+
+def _black_soil_table(value: Any) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Build the alias → group lookup from the config's ``black_soil_types``.
+
+    A list names groups; each brings its GB/T 17296 code and known sub-types along. A mapping
+    ``group: [alias, ...]`` adds the province's own names or codes to a group.
+    """
+    if value is None:
+        value = list(BLACK_SOIL_GROUPS)
+    if isinstance(value, list):
+        value = {group: [] for group in value}
+    table: dict[str, str] = {}
+    groups: list[str] = []
+    for group, aliases in value.items():
+        key = f"black_soil_types.{group}"
+        if not isinstance(group, str) or not group.strip():
+            raise ConfigError(f"black_soil_types: expected group names, got {group!r}")
+        if aliases is None:
+            aliases = []
+        if not isinstance(aliases, list) or not all(isinstance(a, str | int) for a in aliases):
+            raise ConfigError(f"{key}: expected a list of names or codes, got {aliases!r}")
+        group = group.strip()
+        groups.append(group)
+        names = [group, *(str(a).strip() for a in aliases)]
+        if group in BLACK_SOIL_GROUPS:
+            names.append(BLACK_SOIL_GROUPS[group])
+        names += [sub for sub, grp in BLACK_SOIL_SUBTYPES.items() if grp == group]
+        for name in names:
+            if table.get(name, group) != group:
+                raise ConfigError(f"{key}: {name!r} already belongs to group {table[name]!r}")
+            table[name] = group
+    if not groups:
+        raise ConfigError("black_soil_types: at least one soil group is needed")
+    return table, tuple(groups)
+
+
+def _options(cls: type, data: Any, path: str) -> Any:
+    """Build a small options dataclass (io, overlay) from a mapping, checking key types."""
+    hints = typing.get_type_hints(cls)
+    schema = {}
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if typing.get_origin(hint) is Literal:
+            schema[f.name] = (str, False)
+        else:
+            schema[f.name] = ((int, float) if hint is float else hint, False)
+    _check_mapping(data, schema, path)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if typing.get_origin(hint) is Literal and f.name in data:
+            allowed = typing.get_args(hint)
+            if data[f.name] not in allowed:
+                raise ConfigError(
+                    f"{path}.{f.name}: expected one of {', '.join(allowed)}, got {data[f.name]!r}"
+                )
+    return cls(**{k: v for k, v in data.items() if v is not None})
+
+
+def config_from_dict(
+    data: Any, *, base: Path | str = ".", source: Path | None = None
+) -> SurveyConfig:
+    """Validate a configuration mapping (as loaded from YAML) into a :class:`SurveyConfig`.
+
+    Parameters
+    ----------
+    data : mapping
+        The parsed YAML document.
+    base : path
+        Folder that relative input and output paths are resolved from.
+    source : path, optional
+        The file the mapping came from (recorded in the archive's metadata).
+
+    Raises
+    ------
+    ConfigError
+        On an unknown key, a missing required key or a bad value; the message names the key path.
+    """
+    base = Path(base)
+    _check_mapping(data, _TOP_KEYS, "")
+    year = data["year"]
+    if not 1900 <= year <= 2200:
+        raise ConfigError(f"year: expected a survey year such as 2024, got {year!r}")
+
+    inputs = data["inputs"]
+    _check_mapping(
+        inputs,
+        {"parcels": (dict, True), "soil": (dict, True), "counties": (dict, False),
+         "region": (dict, False)},
+        "inputs",
+    )  # fmt: skip
+    specs = {
+        name: _input_spec(inputs[name], name, base)
+        for name in ("parcels", "soil", "counties", "region")
+        if inputs.get(name) is not None
+    }
+
+    output = _check_mapping(data["output"], {"path": (str, True)}, "output")
+    out_path = Path(output["path"]).expanduser()
+    out_path = out_path if out_path.is_absolute() else base / out_path
+    if out_path.suffix.lower() != ".gpkg":
+        raise ConfigError(f"output.path: the archive must be a .gpkg file, got {output['path']!r}")
+
+    crs = str(data.get("crs") or "auto")
+    if crs != "auto":
+        _check_projected(crs, "crs")
+
+    codes = data.get("cultivated_codes")
+    if codes is not None:
+        if not codes or not all(isinstance(c, str) for c in codes):
+            raise ConfigError(
+                "cultivated_codes: expected a list of land-class codes as quoted text "
+                "(e.g. '0101', keeping the leading zero)"
+            )
+        codes = tuple(codes)
+
+    min_piece = data.get("min_piece_area", 0.1)
+    if min_piece < 0:
+        raise ConfigError(f"min_piece_area: expected a non-negative area in m², got {min_piece!r}")
+
+    table, groups = _black_soil_table(data.get("black_soil_types"))
+    overlay = _options(OverlayOptions, data.get("overlay") or {}, "overlay")
+    if overlay.max_vertices < 16:
+        raise ConfigError(f"overlay.max_vertices: expected at least 16, got {overlay.max_vertices}")
+    if overlay.threads < 0:
+        raise ConfigError(f"overlay.threads: expected 0 (auto) or more, got {overlay.threads}")
+    return SurveyConfig(
+        year=year,
+        inputs=Inputs(**specs),
+        output=OutputOptions(path=out_path),
+        crs=crs,
+        black_soil_types=table,
+        black_soil_groups=groups,
+        cultivated_codes=codes or CULTIVATED_CODES,
+        min_piece_area=float(min_piece),
+        io=_options(IOOptions, data.get("io") or {}, "io"),
+        overlay=overlay,
+        source=source,
+        raw=data,
+    )
+
+
+def _check_projected(crs: str, key: str) -> None:
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        parsed = CRS.from_user_input(crs)
+    except CRSError as err:
+        raise ConfigError(f"{key}: not a coordinate reference system: {crs!r}") from err
+    if not parsed.is_projected:
+        raise ConfigError(
+            f"{key}: {crs} is not a projected CRS; areas must be measured in a projected CRS "
+            "such as a CGCS2000 Gauss-Krüger zone (EPSG:4513-4554)"
+        )
+
+
+def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) -> SurveyConfig:
+    """Load and validate a survey-job YAML file.
+
+    Parameters
+    ----------
+    path : path
+        The YAML file. Relative paths inside it are resolved from its folder.
+    overrides : mapping, optional
+        Top-level keys replacing the file's (e.g. ``{"output": {"path": ...}}`` from ``--out``).
+
+    Returns
+    -------
+    SurveyConfig
+
+    Raises
+    ------
+    ConfigError
+        When the file cannot be read or parsed, or does not validate.
+
+    Examples
+    --------
+    >>> cfg = load_config("configs/demo.yaml")  # doctest: +SKIP
+    >>> cfg.inputs.parcels.fields["id"]  # doctest: +SKIP
+    'BSM'
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise ConfigError(f"{path}: config file not found") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read config file ({err})") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{at}") from err
+    if data is None:
+        raise ConfigError(f"{path}: the config file is empty")
+    if overrides and isinstance(data, dict):
+        data = {**data, **overrides}
+    try:
+        return config_from_dict(data, base=path.resolve().parent, source=path.resolve())
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None

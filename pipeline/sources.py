@@ -1,0 +1,355 @@
+"""Read survey inputs: any format, encoding, CRS, field mapping and filter.
+
+``read_layer`` opens one input (GeoPackage, Shapefile, File Geodatabase via OpenFileGDB,
+GeoParquet) through pyogrio with Arrow, or through fiona where the job asks for it, applies the
+``where`` filter, renames the mapped fields to their semantic names, repairs field types that
+come wrong (DLBM as an integer, KCXS as text) and reprojects to the working CRS. Every problem it
+cannot repair is an :class:`~pipeline.errors.InputError` naming the file, layer and field.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Literal
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+from pyproj import CRS
+from pyproj.exceptions import CRSError
+
+from .config import REQUIRED_FIELDS, InputSpec
+from .errors import InputError
+from .qa import QALog
+
+logger = logging.getLogger(__name__)
+
+Engine = Literal["pyogrio", "fiona"]
+
+#: semantic fields that hold land-class style codes (text with leading zeros)
+CODE_FIELDS = {"landuse": 4, "county": 6}
+#: semantic fields that must be numbers
+NUMERIC_FIELDS = ("area", "deduction_rate")
+#: FID column carried along so QA rows can name features that have no id
+FID = "_fid"
+
+
+def describe(spec: InputSpec) -> str:
+    """``path (layer L)`` for messages."""
+    return f"{spec.path}" + (f" (layer {spec.layer})" if spec.layer else "")
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".geoparquet")
+
+
+def _detect_shapefile_encoding(path: Path) -> str | None:
+    """The text encoding of a Shapefile that has no ``.cpg``: UTF-8 if its text decodes as
+    UTF-8, else GB18030 (a superset of GBK/GB2312, which Chinese survey offices write)."""
+    if path.suffix.lower() != ".shp":
+        return None
+    if any(path.with_suffix(s).exists() for s in (".cpg", ".CPG")):
+        return None
+    dbf = next(
+        (p for p in (path.with_suffix(".dbf"), path.with_suffix(".DBF")) if p.exists()), None
+    )
+    if dbf is None:
+        return None
+    with dbf.open("rb") as f:
+        sample = f.read(4 << 20)
+    if len(sample) < 32:
+        return None
+    # records start after the header; decode only the record bytes
+    header_len = int.from_bytes(sample[8:10], "little")
+    body = sample[header_len:]
+    if all(b < 0x80 for b in body):
+        return None
+    try:
+        body.decode("utf-8")
+        return "UTF-8"
+    except UnicodeDecodeError as err:
+        # a multi-byte character cut at the end of the sample is still UTF-8
+        if err.start >= len(body) - 4 and len(sample) == 4 << 20:
+            return "UTF-8"
+        return "GB18030"
+
+
+def _layer_info(
+    spec: InputSpec, engine: Engine, encoding: str | None
+) -> tuple[str | None, list[str], object]:
+    """(layer name, field names, crs) of the input, checking that file and layer exist."""
+    path = spec.path
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if _is_parquet(path):
+        import pyarrow.parquet as pq
+
+        try:
+            schema = pq.read_schema(path)
+        except Exception as err:
+            raise InputError(f"{path}: cannot read GeoParquet file ({_short(err)})") from err
+        meta = schema.metadata or {}
+        if b"geo" not in meta:
+            raise InputError(f"{path}: not a GeoParquet file (no 'geo' metadata)")
+        return None, [n for n in schema.names], None
+    try:
+        layers = [str(name) for name, *_ in pyogrio.list_layers(path)]
+    except Exception as err:
+        raise InputError(f"{path}: cannot open ({_short(err)})") from err
+    layer = spec.layer
+    if layer is None:
+        if len(layers) != 1:
+            raise InputError(
+                f"{path}: holds {len(layers)} layers ({', '.join(layers[:10])}); "
+                "name one with 'layer' in the config"
+            )
+        layer = layers[0]
+    elif layer not in layers:
+        raise InputError(
+            f"{path}: layer {layer!r} not found (layers: {', '.join(layers[:20]) or 'none'})"
+        )
+    try:
+        if engine == "fiona":
+            import fiona
+
+            with fiona.open(path, layer=layer, encoding=encoding) as src:
+                return layer, list(src.schema["properties"]), src.crs_wkt or None
+        info = pyogrio.read_info(path, layer=layer, encoding=encoding)
+    except Exception as err:
+        raise InputError(f"{path} (layer {layer}): cannot read ({_short(err)})") from err
+    return layer, [str(f) for f in info["fields"]], info["crs"]
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def read_layer(
+    spec: InputSpec,
+    name: str,
+    *,
+    crs: CRS | None,
+    qa: QALog,
+    engine: Engine = "pyogrio",
+    bbox: tuple[float, float, float, float] | None = None,
+) -> gpd.GeoDataFrame:
+    """Read one input layer into a GeoDataFrame with semantic column names.
+
+    Parameters
+    ----------
+    spec : InputSpec
+        Where the layer is, its field mapping, filter and encoding.
+    name : str
+        The input's role (``parcels``, ``soil``, ``counties``, ``region``), which decides the
+        required fields and names the layer in the QA log.
+    crs : pyproj.CRS or None
+        The working CRS to reproject to; None keeps the layer's CRS.
+    qa : QALog
+        Receives the repairs made to field values.
+    engine : {"pyogrio", "fiona"}
+        The I/O library.
+    bbox : tuple, optional
+        Read only features intersecting this box (in the layer's own CRS).
+
+    Returns
+    -------
+    GeoDataFrame
+        Columns: the semantic names of the mapped fields present, ``_fid`` (the feature's id in
+        the source) and ``geometry``, in the working CRS.
+
+    Raises
+    ------
+    InputError
+        Unreadable file, missing layer or required field, no CRS, no features after filtering.
+    """
+    encoding = spec.encoding or _detect_shapefile_encoding(spec.path)
+    if encoding and not spec.encoding:
+        logger.info("%s: no .cpg file; text decoded as %s", spec.path, encoding)
+    layer, fields, _ = _layer_info(spec, engine, encoding)
+    where = describe(spec) if layer is None else f"{spec.path} (layer {layer})"
+
+    rename: dict[str, str] = {}
+    present_lower = {f.lower(): f for f in fields}
+    for semantic, field in spec.fields.items():
+        actual = field if field in fields else present_lower.get(field.lower())
+        if actual is None:
+            if semantic in REQUIRED_FIELDS[name] or semantic in spec.explicit_fields:
+                raise InputError(
+                    f"{where}: field {field!r} ({name} {semantic}) not found; "
+                    f"fields are: {', '.join(fields[:30])}"
+                )
+            continue
+        rename[actual] = semantic
+    columns = list(rename)
+
+    frame = _read(spec, layer, columns, engine, encoding, bbox, where)
+    if spec.crs is not None:
+        try:
+            frame = frame.set_crs(CRS.from_user_input(spec.crs), allow_override=True)
+        except CRSError as err:
+            raise InputError(f"{where}: bad crs override {spec.crs!r}") from err
+    elif frame.crs is None:
+        raise InputError(
+            f"{where}: the layer has no coordinate reference system; "
+            f"set inputs.{name}.crs in the config"
+        )
+    if len(frame) == 0:
+        filt = f" after filter {spec.where!r}" if spec.where else ""
+        raise InputError(f"{where}: no features{filt}")
+
+    frame = frame.rename(columns=rename)
+    frame = _fix_types(frame, name, where, qa)
+    if crs is not None and not frame.crs.equals(crs):
+        frame = frame.to_crs(crs)
+    return frame
+
+
+def _read(
+    spec: InputSpec,
+    layer: str | None,
+    columns: list[str],
+    engine: Engine,
+    encoding: str | None,
+    bbox: tuple[float, float, float, float] | None,
+    where: str,
+) -> gpd.GeoDataFrame:
+    path = spec.path
+    try:
+        if _is_parquet(path):
+            frame = gpd.read_parquet(path, columns=[*columns, _parquet_geometry(path)], bbox=bbox)
+            frame[FID] = np.arange(len(frame), dtype=np.int64)
+            if spec.where:
+                frame = frame[_sql_filter(frame[columns], spec.where, where)]
+            return frame
+        if engine == "fiona":
+            frame = gpd.read_file(
+                path,
+                layer=layer,
+                engine="fiona",
+                columns=columns,
+                where=spec.where,
+                bbox=bbox,
+                encoding=encoding,
+            )
+            # fiona numbers features from 0 for files without a native FID, like OGR's shapefile
+            frame[FID] = np.arange(len(frame), dtype=np.int64)
+            return frame
+        frame = pyogrio.read_dataframe(
+            path,
+            layer=layer,
+            columns=columns,
+            where=spec.where,
+            bbox=bbox,
+            encoding=encoding,
+            use_arrow=True,
+            fid_as_index=True,
+            on_invalid="ignore",
+        )
+    except InputError:
+        raise
+    except Exception as err:
+        raise InputError(f"{where}: cannot read ({_short(err)})") from err
+    frame[FID] = frame.index.to_numpy(dtype=np.int64)
+    return frame.reset_index(drop=True)
+
+
+def _parquet_geometry(path: Path) -> str:
+    import json
+
+    import pyarrow.parquet as pq
+
+    meta = json.loads(pq.read_schema(path).metadata[b"geo"])
+    return meta.get("primary_column", "geometry")
+
+
+def _sql_filter(attributes: pd.DataFrame, clause: str, where: str) -> np.ndarray:
+    """Evaluate an SQL ``where`` clause on attributes (for formats GDAL does not filter)."""
+    con = sqlite3.connect(":memory:")
+    try:
+        attributes.reset_index(drop=True).to_sql("t", con, index_label="_row")
+        rows = con.execute(f"SELECT _row FROM t WHERE {clause}").fetchall()
+    except (sqlite3.Error, ValueError) as err:
+        raise InputError(f"{where}: bad where filter {clause!r} ({err})") from err
+    finally:
+        con.close()
+    mask = np.zeros(len(attributes), dtype=bool)
+    mask[[r[0] for r in rows]] = True
+    return mask
+
+
+def _fix_types(frame: gpd.GeoDataFrame, name: str, where: str, qa: QALog) -> gpd.GeoDataFrame:
+    """Bring mapped fields to the types the survey needs, logging every value it had to change."""
+    ids = frame["id"] if "id" in frame else frame[FID]
+    for semantic, width in CODE_FIELDS.items():
+        if semantic not in frame or name != "parcels":
+            continue
+        col = frame[semantic]
+        if pd.api.types.is_numeric_dtype(col):
+            # a DLBM stored as a number has lost its leading zero (103 for 0103)
+            valid = col.notna()
+            text = pd.Series(pd.NA, index=col.index, dtype=object)
+            ints = col[valid].astype("int64")
+            text[valid] = ints.astype(str).str.zfill(width)
+            qa.add(
+                name,
+                ids[valid].to_numpy(),
+                f"field {semantic}",
+                f"numeric code field (e.g. {ints.iloc[0] if len(ints) else ''})",
+                f"converted to text, zero-padded to {width} digits",
+            )
+            frame[semantic] = text
+        else:
+            frame[semantic] = col.astype(object).where(col.notna(), None)
+            frame[semantic] = frame[semantic].map(lambda v: v.strip() if isinstance(v, str) else v)
+    for semantic in NUMERIC_FIELDS:
+        if semantic not in frame:
+            continue
+        col = frame[semantic]
+        if pd.api.types.is_numeric_dtype(col):
+            frame[semantic] = col.astype("float64")
+            continue
+        text = col.astype(object).map(lambda v: v.strip() if isinstance(v, str) else v)
+        numbers = pd.to_numeric(text.replace("", np.nan), errors="coerce").astype("float64")
+        bad = text.notna() & (text != "") & numbers.isna()
+        qa.add(
+            name,
+            ids[~bad & text.notna()].to_numpy(),
+            f"field {semantic}",
+            "number stored as text",
+            "converted to number",
+        )
+        qa.add(
+            name,
+            ids[bad].to_numpy(),
+            f"field {semantic}",
+            "text that is not a number",
+            "treated as missing",
+        )
+        frame[semantic] = numbers
+    return frame
+
+
+def layer_fingerprint(path: Path) -> str:
+    """A cheap, stable fingerprint of an input (size, mtime and a hash of the first and last MB)."""
+    import hashlib
+
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    if path.suffix.lower() == ".shp":
+        files = sorted(p for p in path.parent.glob(path.stem + ".*") if p.is_file())
+    digest = hashlib.sha256()
+    total = 0
+    for file in files:
+        size = file.stat().st_size
+        total += size
+        digest.update(f"{file.name}:{size}".encode())
+        with file.open("rb") as f:
+            digest.update(f.read(1 << 20))
+            if size > 2 << 20:
+                f.seek(-(1 << 20), 2)
+                digest.update(f.read())
+    return f"sha256:{digest.hexdigest()[:32]} bytes:{total}"
