@@ -5,8 +5,8 @@ from __future__ import annotations
 import geopandas as gpd
 import pyogrio
 import pytest
-from conftest import CRS, box, parcels_frame, run, soil_frame
 
+from conftest import CRS, box, parcels_frame, run, soil_frame
 from pipeline import InputError
 
 FORMATS = {
@@ -163,7 +163,7 @@ def test_unrecoverable_input_errors(job, setup, message):
 def test_no_crs_is_an_error(job):
     job.layer("parcels", _parcels().set_crs(None, allow_override=True), "DLTB")
     job.layer("soil", _soil(), "TRTB")
-    with pytest.raises(InputError, match="no coordinate reference system; set inputs.parcels.crs"):
+    with pytest.raises(InputError, match=r"no coordinate reference system; set inputs\.parcels"):
         run(job)
 
 
@@ -171,7 +171,7 @@ def test_corrupt_file_is_an_error(job):
     (job.folder / "parcels.gpkg").write_bytes(b"not a geopackage at all" * 100)
     job.config["inputs"]["parcels"] = {"path": "parcels.gpkg"}
     job.layer("soil", _soil(), "TRTB")
-    with pytest.raises(InputError, match="parcels.gpkg: cannot open"):
+    with pytest.raises(InputError, match=r"parcels\.gpkg: cannot open"):
         run(job)
 
 
