@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-from conftest import box, parcels_frame, soil_frame
 
 from cli import cli
+from conftest import box, parcels_frame, soil_frame
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from conftest import box, parcels_frame, run, soil_frame
 
+from conftest import box, parcels_frame, run, soil_frame
 from pipeline.areas import ellipsoidal_area
 
 
