@@ -1,0 +1,115 @@
+"""The overlay engine against known answers and against geopandas.overlay."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from pipeline.overlay import group_union, overlay, subdivide
+
+
+def _jittered_parcels(n: int, size: float, rng: np.random.Generator) -> np.ndarray:
+    """A planar partition of n×n irregular quadrilaterals."""
+    xs = np.arange(n + 1) * size
+    x, y = np.meshgrid(xs, xs)
+    x = x + rng.uniform(-0.3, 0.3, x.shape) * size
+    y = y + rng.uniform(-0.3, 0.3, y.shape) * size
+    corners = [
+        (x[:-1, :-1], y[:-1, :-1]),
+        (x[:-1, 1:], y[:-1, 1:]),
+        (x[1:, 1:], y[1:, 1:]),
+        (x[1:, :-1], y[1:, :-1]),
+    ]
+    ring = np.stack([np.stack(c, -1) for c in [*corners, corners[0]]], -2)
+    return shapely.polygons(ring.reshape(-1, 5, 2))
+
+
+def _wiggly_soil(k: int, extent: float, rng: np.random.Generator) -> np.ndarray:
+    """Voronoi soil polygons with noisy, densified boundaries (thousands of vertices)."""
+    pts = shapely.multipoints(rng.uniform(0, extent, (k, 2)))
+    frame = shapely.box(-extent, -extent, 2 * extent, 2 * extent)
+    cells = shapely.get_parts(shapely.voronoi_polygons(pts, extend_to=frame))
+    cells = shapely.intersection(cells, frame)
+    cells = shapely.segmentize(cells, extent / 300)
+    return cells
+
+
+def test_subdivide_keeps_area_and_limits_vertices():
+    rng = np.random.default_rng(1)
+    soil = _wiggly_soil(20, 5000, rng)
+    parts, owner = subdivide(soil, 64)
+    assert shapely.get_num_coordinates(parts).max() <= 64
+    area = np.bincount(owner, shapely.area(parts), minlength=len(soil))
+    np.testing.assert_allclose(area, shapely.area(soil), rtol=1e-12)
+
+
+def test_known_answer_half_and_half():
+    parcel = shapely.box(0, 0, 10, 10)
+    soil = np.array([shapely.box(-5, -5, 5, 15), shapely.box(5, -5, 15, 15)])
+    res = overlay(np.array([parcel]), soil)
+    assert res.right.tolist() == [0, 1]
+    assert shapely.area(res.geometry).tolist() == [50.0, 50.0]
+    assert not res.whole.any()
+
+
+def test_whole_parcel_is_not_intersected():
+    parcel = shapely.box(0, 0, 10, 10)
+    soil = np.array([shapely.box(-50, -50, 50, 50)])
+    res = overlay(np.array([parcel]), soil)
+    assert res.whole.tolist() == [True]
+    assert res.geometry[0] is parcel
+
+
+def test_parcel_crossing_subdivision_lines_is_merged_back():
+    # one big circle split into many parts; a parcel inside it but across cut lines
+    circle = shapely.Point(0, 0).buffer(1000, quad_segs=512)
+    parcel = shapely.box(-300, -300, 300, 300)
+    res = overlay(np.array([parcel]), np.array([circle]), max_vertices=32)
+    assert len(res) == 1
+    assert res.geometry[0].area == pytest.approx(parcel.area)
+
+
+def test_group_union():
+    geoms = np.array([shapely.box(0, 0, 1, 1), shapely.box(5, 5, 6, 6), shapely.box(1, 0, 2, 1)])
+    groups, merged = group_union(geoms, np.array([7, 3, 7]))
+    assert groups.tolist() == [3, 7]
+    assert merged[1].area == pytest.approx(2.0)
+    assert merged[1].geom_type == "Polygon"
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("max_vertices", [32, 256])
+def test_agrees_with_geopandas_overlay(threads, max_vertices):
+    rng = np.random.default_rng(7)
+    parcels = _jittered_parcels(40, 50.0, rng)
+    soil = _wiggly_soil(12, 2000.0, rng)
+    # holes and a gap make the soil map realistic
+    inner = np.flatnonzero(shapely.contains_xy(soil, 1000, 1000))[0]
+    soil[inner] = shapely.difference(soil[inner], shapely.Point(1000, 1000).buffer(120))
+    res = overlay(parcels, soil, max_vertices=max_vertices, threads=threads)
+    ours = pd.Series(
+        shapely.area(res.geometry), index=pd.MultiIndex.from_arrays([res.left, res.right])
+    )
+    left = gpd.GeoDataFrame({"l": np.arange(len(parcels))}, geometry=parcels)
+    right = gpd.GeoDataFrame({"r": np.arange(len(soil))}, geometry=soil)
+    ref = gpd.overlay(left, right, how="intersection", keep_geom_type=True)
+    theirs = ref.assign(a=ref.area).groupby(["l", "r"])["a"].sum()
+    theirs = theirs[theirs > 0]
+    assert set(ours.index) == set(theirs.index)
+    np.testing.assert_allclose(
+        ours.sort_index().to_numpy(), theirs.sort_index().to_numpy(), rtol=1e-9, atol=1e-6
+    )
+    # each parcel's pieces tile what the soil map covers of it
+    expected = shapely.area(shapely.intersection(parcels, shapely.union_all(soil)))
+    got = np.bincount(res.left, shapely.area(res.geometry), minlength=len(parcels))
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-6)
+
+
+def test_empty_inputs():
+    res = overlay(np.array([], dtype=object), np.array([shapely.box(0, 0, 1, 1)]))
+    assert len(res) == 0
+    res = overlay(np.array([shapely.box(10, 10, 11, 11)]), np.array([shapely.box(0, 0, 1, 1)]))
+    assert len(res) == 0
