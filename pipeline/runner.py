@@ -84,16 +84,12 @@ def _working_crs(cfg: SurveyConfig, parcels: gpd.GeoDataFrame, where: str) -> CR
     to_geo = Transformer.from_crs(parcels.crs, CRS.from_epsg(4490), always_xy=True)
     lon, _ = to_geo.transform((xmin + xmax) / 2, (ymin + ymax) / 2)
     zone = gk_zone_crs(lon)
+    # keep the data's own GK zone (with or without zone number) when it is the right one
     src = parcels.crs
-    # keep the data's own GK zone when it is the right one: no needless reprojection
-    if src.is_projected and src.to_epsg() in range(4513, 4555):
-        epsg = src.to_epsg()
-        same_cm = (
-            (epsg - 4513) % 21 == (zone.to_epsg() - 4513) % 21
-            if epsg < 4534
-            else (epsg - 4534 == zone.to_epsg() - 4513)
-        )
-        if same_cm:
+    epsg = src.to_epsg() if src.is_projected else None
+    if epsg is not None and 4513 <= epsg <= 4554:
+        src_zone = 25 + (epsg - 4513 if epsg <= 4533 else epsg - 4534)
+        if src_zone == zone.to_epsg() - 4513 + 25:
             return src
     return zone
 

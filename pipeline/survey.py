@@ -93,7 +93,10 @@ def prepare_soil(
     )
     ids = ids.where(ids.notna(), soil["_fid"].astype(str)).astype(str)
     geoms = soil.geometry.to_numpy().copy()
-    geoms = _resolve_overlaps(geoms, ids.to_numpy(), qa)
+    union = shapely.union_all(geoms)
+    # a soil map without overlaps has the area of its union: skip the pairwise search
+    if shapely.area(geoms).sum() - union.area > 1e-9 * union.area:
+        geoms = _resolve_overlaps(geoms, ids.to_numpy(), qa)
     keep = ~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)
     gone = ~keep
     qa.add(
@@ -135,7 +138,6 @@ def prepare_soil(
         "counted as non-black",
     )
 
-    union = shapely.union_all(frame.geometry.to_numpy())
     gaps = polygonal_part(np.array([shapely.difference(extent, union)], dtype=object))
     gap_parts = shapely.get_parts(gaps)
     gap_parts = gap_parts[shapely.area(gap_parts) > 0]
@@ -160,15 +162,11 @@ def prepare_soil(
 def _resolve_overlaps(geoms: np.ndarray, ids: np.ndarray, qa: QALog) -> np.ndarray:
     """Remove from each soil polygon what earlier polygons (in source order) already cover."""
     tree = shapely.STRtree(geoms)
-    a, b = tree.query(geoms, predicate="overlaps")
-    later = a > b  # a loses the overlap to the earlier b
-    a, b = a[later], b[later]
-    covered_a, covered_b = tree.query(geoms, predicate="within")
-    inner = covered_a != covered_b
-    a = np.concatenate([a, covered_a[inner]])
-    b = np.concatenate([b, covered_b[inner]])
-    keep = a > b
-    a, b = a[keep], b[keep]
+    pairs = [tree.query(geoms, predicate=p) for p in ("overlaps", "within", "contains")]
+    a = np.concatenate([p[0] for p in pairs])
+    b = np.concatenate([p[1] for p in pairs])
+    keep = a > b  # the later polygon a gives the shared area to the earlier b
+    a, b = np.unique(np.stack([a[keep], b[keep]]), axis=1)
     if len(a) == 0:
         return geoms
     real = shapely.area(shapely.intersection(geoms[a], geoms[b])) > 0

@@ -275,3 +275,29 @@ def test_parcel_with_hole_and_multipolygon(job):
     _, layers = run(job)
     pieces = layers["HTGDTB"].set_index("BSM")
     assert pieces["MJ"].tolist() == pytest.approx([9600.0, 2500.0])
+
+
+def test_later_soil_polygon_containing_an_earlier_one_gets_a_hole(job):
+    job.layer("parcels", parcels_frame([{"geometry": box(0, 0, 100, 100)}]), "DLTB")
+    job.layer(
+        "soil",
+        soil_frame([("黑钙土", box(25, 25, 75, 75)), ("风沙土", box(-50, -50, 150, 150))]),
+        "TRTB",
+    )
+    _, layers = run(job)
+    assert layers["HTGDTB"]["MJ"].tolist() == pytest.approx([2500.0])
+    bal = layers["HTGD_TBPH"].iloc[0]
+    assert bal["FHT_MJ"] == pytest.approx(7500.0)
+
+
+def test_duplicate_soil_polygon_is_rejected_and_logged(job):
+    job.layer("parcels", parcels_frame([{"geometry": box(0, 0, 100, 100)}]), "DLTB")
+    job.layer(
+        "soil",
+        soil_frame([("黑土", box(-50, -50, 150, 150)), ("风沙土", box(-50, -50, 150, 150))]),
+        "TRTB",
+    )
+    _, layers = run(job)
+    assert layers["HTGDTB"]["TL"].tolist() == ["黑土"]
+    qa = layers["HTGD_ZJJL"]
+    assert ((qa["feature_id"] == "S002") & (qa["action"] == "rejected")).any()
