@@ -28,6 +28,13 @@ _COLLECTIONS = (
 )
 
 
+def as_text(values: object) -> np.ndarray:
+    """Values as stripped text (object array), None where missing; vectorised."""
+    series = pd.Series(values, copy=False) if not isinstance(values, pd.Series) else values
+    text = series.astype("string").str.strip()
+    return text.astype(object).where(text.notna(), None).to_numpy()
+
+
 class QALog:
     """Collects QA rows; cheap to append many rows at once."""
 
@@ -44,15 +51,18 @@ class QALog:
     ) -> None:
         """Record one row per feature id (a scalar id records one row)."""
         if isinstance(feature_ids, str) or not isinstance(feature_ids, Iterable):
-            ids = [feature_ids]
+            ids = np.array([feature_ids], dtype=object)
         else:
-            ids = list(feature_ids)
-        if not ids:
+            ids = np.asarray(
+                list(feature_ids) if not hasattr(feature_ids, "__len__") else feature_ids,
+                dtype=object,
+            )
+        if len(ids) == 0:
             return
         chunk = pd.DataFrame(
             {
                 "layer": layer,
-                "feature_id": pd.array([("" if i is None else str(i)) for i in ids], dtype=object),
+                "feature_id": np.where(pd.isna(ids), "", as_text(ids)).astype(object),
                 "check": check,
                 "problem": problem,
                 "action": action,

@@ -26,7 +26,7 @@ from .codes import BLACK_SOIL_GROUPS, LANDUSE_NAMES, M2_PER_HECTARE, M2_PER_MU
 from .config import InputSpec, SurveyConfig
 from .errors import InputError, InvariantError
 from .overlay import default_threads
-from .qa import QALog, clean_polygons
+from .qa import QALog, as_text, clean_polygons
 from .sources import FID, describe, layer_fingerprint, read_layer
 from .survey import BLACK, prepare_soil, survey_parcels
 
@@ -110,7 +110,7 @@ def _clean(frame: gpd.GeoDataFrame, name: str, ids: np.ndarray, qa: QALog) -> gp
 def _parcel_ids(parcels: gpd.GeoDataFrame, qa: QALog) -> gpd.GeoDataFrame:
     """Make parcel ids present and unique (missing → FID-based id, duplicates → suffixed)."""
     ids = parcels["id"].astype(object)
-    ids = ids.where(ids.notna(), None).map(lambda v: None if v is None else str(v).strip())
+    ids = pd.Series(as_text(ids), dtype=object)
     missing = ids.isna() | (ids == "")
     if missing.any():
         new = "FID" + parcels.loc[missing, FID].astype(str)
@@ -390,8 +390,13 @@ def _county_names(inputs: Inputs) -> dict[str, str]:
 def _text(frame: pd.DataFrame, col: str, rows: np.ndarray) -> np.ndarray:
     if col not in frame:
         return np.full(len(rows), None, dtype=object)
-    values = frame[col].astype(object).where(frame[col].notna(), None).to_numpy()
-    return np.array([None if v is None else str(v) for v in values[rows]], dtype=object)
+    return as_text(frame[col])[rows]
+
+
+def _lookup(keys: object, table: dict[str, str], missing: object) -> np.ndarray:
+    """``table[key]`` for each key (vectorised), ``missing`` where a key is not in the table."""
+    values = pd.Series(keys, dtype=object).map(table).astype(object)
+    return values.where(values.notna(), missing).to_numpy(dtype=object)
 
 
 def archive_pieces(
@@ -415,12 +420,12 @@ def archive_pieces(
             "BSM": parcels["id"].to_numpy(dtype=object)[rows],
             "TBBH": _text(parcels, "number", rows),
             "XZQDM": county,
-            "XZQMC": [names.get(c, "") for c in county],
+            "XZQMC": _lookup(county, names, ""),
             "ZLDWDM": _text(parcels, "county", rows),
             "DLBM": landuse,
             "DLMC": landuse_name,
             "TL": black["group"].to_numpy(dtype=object),
-            "TLDM": [BLACK_SOIL_GROUPS.get(g) for g in black["group"]],
+            "TLDM": _lookup(black["group"], BLACK_SOIL_GROUPS, None),
             "TRLX": black["soil_type"].astype(object).to_numpy(),
             "YL": black["subtype"].astype(object).to_numpy(),
             "TRBM": black["soil_id"].astype(str).to_numpy(),

@@ -23,7 +23,7 @@ from pyproj.exceptions import CRSError
 
 from .config import REQUIRED_FIELDS, InputSpec
 from .errors import InputError
-from .qa import QALog
+from .qa import QALog, as_text
 
 logger = logging.getLogger(__name__)
 
@@ -303,8 +303,7 @@ def _fix_types(frame: gpd.GeoDataFrame, name: str, where: str, qa: QALog) -> gpd
             )
             frame[semantic] = text
         else:
-            frame[semantic] = col.astype(object).where(col.notna(), None)
-            frame[semantic] = frame[semantic].map(lambda v: v.strip() if isinstance(v, str) else v)
+            frame[semantic] = as_text(col)
     for semantic in NUMERIC_FIELDS:
         if semantic not in frame:
             continue
@@ -312,7 +311,7 @@ def _fix_types(frame: gpd.GeoDataFrame, name: str, where: str, qa: QALog) -> gpd
         if pd.api.types.is_numeric_dtype(col):
             frame[semantic] = col.astype("float64")
             continue
-        text = col.astype(object).map(lambda v: v.strip() if isinstance(v, str) else v)
+        text = pd.Series(as_text(col), index=col.index, dtype=object)
         numbers = pd.to_numeric(text.replace("", np.nan), errors="coerce").astype("float64")
         bad = text.notna() & (text != "") & numbers.isna()
         qa.add(

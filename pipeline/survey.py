@@ -21,7 +21,7 @@ from pyproj import CRS
 
 from .areas import allocate_cents, deduction_area, ellipsoidal_area
 from .overlay import group_union, overlay
-from .qa import QALog, polygonal_part
+from .qa import QALog, as_text, polygonal_part
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +53,7 @@ def classify_soil(
     """
 
     def lookup(values: pd.Series) -> pd.Series:
-        text = values.astype(object).where(values.notna(), None)
-        text = text.map(lambda v: str(v).strip() if v is not None else None)
-        return text.map(table)
+        return pd.Series(as_text(values), index=values.index, dtype=object).map(table)
 
     group = lookup(soil_type)
     if subtype is not None:
