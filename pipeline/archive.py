@@ -217,6 +217,7 @@ def _write_layer(path: Path, name: str, frame: pd.DataFrame) -> None:
             promote_to_multi=True if spatial else None,
             geometry_type="MultiPolygon" if spatial else None,
             layer_options={"IDENTIFIER": LAYER_TITLES.get(name, name)},
+            use_arrow=True,
         )
     except Exception as err:
         if isinstance(err, OSError):
