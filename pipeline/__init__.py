@@ -4,7 +4,7 @@ Cultivated land parcels of the annual land-use change survey are checked parcel 
 against the soil map's black-soil types, and the result is written as a GeoPackage archive
 (黑土耕地档案) with exact area accounting. The public API:
 
-- :func:`load_config` — read and validate a survey-job YAML file;
+- :func:`load_config`, :func:`config_from_dict` — read and validate a survey job;
 - :func:`run_survey` — run a job and write its archive;
 - :func:`validate_inputs` — only read and check a job's inputs;
 - :func:`open_archive`, :func:`read_metadata` — read an archive back;
@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 from .archive import open_archive, read_metadata
 from .areas import allocate_cents, ellipsoidal_area
-from .config import SurveyConfig, load_config
+from .config import SurveyConfig, config_from_dict, load_config
 from .errors import (
     ConfigError,
     InputError,
@@ -42,6 +42,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "allocate_cents",
+    "config_from_dict",
     "ellipsoidal_area",
     "load_config",
     "make_demo_data",
