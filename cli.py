@@ -204,7 +204,14 @@ def inspect(archive: str) -> None:
     help="Comma-separated county codes (吉林省 counties).",
 )
 @click.option("--seed", default=2024, show_default=True, type=int, help="Random seed.")
-def demo_data(outdir: str, parcels: int, counties: str, seed: int) -> None:
+@click.option(
+    "--soil-polygon-ha",
+    default=50.0,
+    show_default=True,
+    type=float,
+    help="Typical soil polygon size in hectares.",
+)
+def demo_data(outdir: str, parcels: int, counties: str, seed: int, soil_polygon_ha: float) -> None:
     """Make synthetic survey data (parcels, soil map, counties, region) of any size.
 
     \b
@@ -212,10 +219,13 @@ def demo_data(outdir: str, parcels: int, counties: str, seed: int) -> None:
       blacksoil demo-data /tmp/demo
       blacksoil demo-data /tmp/big --parcels 200000
       blacksoil demo-data /tmp/two --counties 220122,220183
+      blacksoil demo-data /tmp/coarse --parcels 140000 --soil-polygon-ha 900
     """
     codes = [c.strip() for c in counties.split(",") if c.strip()]
     try:
-        written = pipeline.make_demo_data(outdir, parcels=parcels, counties=codes, seed=seed)
+        written = pipeline.make_demo_data(
+            outdir, parcels=parcels, counties=codes, seed=seed, soil_polygon_ha=soil_polygon_ha
+        )
     except PipelineError as err:
         raise _fail(err) from None
     for name, path in written.items():

@@ -58,9 +58,9 @@ _CAPACITY = 0.8  # at most this share of the counties is turned into parcels
 _MIN_PIECE_M2 = 50.0  # clipping slivers below this are dropped
 _CLUSTER_GAP_M = 20_000.0  # counties closer than this share one block
 
-# Soil map: ~0.5 km² polygons on an 8 m grid; both grow together for big blocks so that a
-# polygon keeps ~500-1,000 vertices and the grid stays under _SOIL_MAX_CELLS.
-_SOIL_CELL, _SOIL_POLY_M2, _SOIL_MAX_CELLS = 8.0, 500_000.0, 24_000_000
+# Soil map on an 8 m grid, polygons of soil_polygon_ha (default 50 ha); for big blocks the cell
+# grows so that the grid stays under _SOIL_MAX_CELLS.
+_SOIL_CELL, _SOIL_MAX_CELLS = 8.0, 24_000_000
 _SOIL_SIEVE_CELLS = 780  # smallest soil polygon (5 ha on the 8 m grid), except at the edges
 
 # Deduction coefficients (扣除系数) by slope grade 1-5, for 坡地 and 梯田; illustrative values.
@@ -104,6 +104,7 @@ def make_demo_data(
     parcels: int = 6000,
     counties: Sequence[str] = ("220122", "220183", "220113"),
     seed: int = 2024,
+    soil_polygon_ha: float = 50.0,
     fmt: Literal["gpkg"] = "gpkg",
 ) -> dict[str, Path]:
     """Write a synthetic survey data set: parcels, soil map, counties and black-soil region.
@@ -127,6 +128,9 @@ def make_demo_data(
         within 20 km of each other share one block; distant ones get blocks of their own.
     seed : int, default 2024
         Random seed; the same arguments give the same attribute values and coordinates.
+    soil_polygon_ha : float, default 50
+        Typical size of a soil polygon in hectares. County soil maps of soil groups (土类) have
+        polygons of tens to thousands of hectares; the benchmarks use both ends.
     fmt : {"gpkg"}, default "gpkg"
         Output format; only GeoPackage for now.
 
@@ -159,6 +163,8 @@ def make_demo_data(
     """
     if parcels < 10:
         raise UsageError("--parcels must be at least 10")
+    if not 1.0 <= soil_polygon_ha <= 100_000.0:
+        raise UsageError(f"--soil-polygon-ha must be between 1 and 100000, got {soil_polygon_ha}")
     if fmt != "gpkg":
         raise UsageError(f"unsupported demo data format {fmt!r}: only 'gpkg'")
     codes = [counties] if isinstance(counties, str) else [str(c) for c in counties]
@@ -184,7 +190,9 @@ def make_demo_data(
         for k, m in enumerate(_clusters(geoms))  # one block per group of neighbouring counties
     ]
     parcel_df, units_xy = _parcel_table(rng, blocks, county_df, origin, fields, crs)
-    soil_df = _soil_map(rng, blocks, parcel_df, units_xy, origin, fields, crs)
+    soil_df = _soil_map(
+        rng, blocks, parcel_df, units_xy, origin, fields, crs, soil_polygon_ha * 10_000.0
+    )
     region = _region(rng, blocks, crs)
 
     out = Path(outdir)
@@ -1031,6 +1039,7 @@ def _soil_map(
     origin: tuple[float, float],
     fields: _LandFields,
     crs: CRS,
+    polygon_m2: float,
 ) -> gpd.GeoDataFrame:
     """Soil polygons over each block: a warped Voronoi partition drawn on a grid, polygonised,
     its grid nodes wobbled like a hand digitiser's, then lightly simplified as a coverage."""
@@ -1040,7 +1049,7 @@ def _soil_map(
     for b in blocks:
         x0, y0, x1, y1 = shapely.bounds(b.mask)
         cs = max(_SOIL_CELL, math.sqrt((x1 - x0 + 500.0) * (y1 - y0 + 500.0) / _SOIL_MAX_CELLS))
-        sp = math.sqrt(_SOIL_POLY_M2) * cs / _SOIL_CELL
+        sp = math.sqrt(polygon_m2) * cs / _SOIL_CELL
         # the margin absorbs rasterising, wobble and simplification at the map's edge
         mask_geom = shapely.buffer(b.mask, 3.0 * cs)
         x0, y0, x1, y1 = shapely.bounds(mask_geom)

@@ -260,11 +260,14 @@ def overlay(
     cand_left = li[left_start][single]
     cand_right = ri[left_start][single]
 
-    prepared = right.copy()
+    # prepared geometries build their indexes lazily and are not safe to share between threads,
+    # so the fast-path test runs on one thread (it is cheap next to the intersections)
+    prepared = shapely.from_wkb(shapely.to_wkb(right[np.unique(cand_right)]))
+    lookup = np.full(len(right), -1, dtype=np.intp)
+    lookup[np.unique(cand_right)] = np.arange(len(prepared))
     shapely.prepare(prepared)
-    inside = _map_chunks(
-        shapely.contains_properly, (prepared[cand_right], left[cand_left]), threads
-    )
+    inside = shapely.contains_properly(prepared[lookup[cand_right]], left[cand_left])
+    shapely.destroy_prepared(prepared)
     whole_left = cand_left[inside]
     whole_right = cand_right[inside]
 
