@@ -201,6 +201,21 @@ def group_union(
     return uniq, merged
 
 
+def _contains_properly(right: np.ndarray, which: np.ndarray, left: np.ndarray) -> np.ndarray:
+    """``right[which[i]].contains_properly(left[i])`` with prepared right polygons.
+
+    Prepared geometries build their indexes lazily and are not safe to share between threads,
+    so this runs on one thread, over private copies that are released afterwards.
+    """
+    used = np.unique(which)
+    prepared = shapely.from_wkb(shapely.to_wkb(right[used]))
+    shapely.prepare(prepared)
+    try:
+        return shapely.contains_properly(prepared[np.searchsorted(used, which)], left)
+    finally:
+        shapely.destroy_prepared(prepared)
+
+
 def overlay(
     left: np.ndarray,
     right: np.ndarray,
@@ -245,29 +260,16 @@ def overlay(
         return empty
     parts, owner = subdivide(right, max_vertices, threads)
     tree = shapely.STRtree(parts)
-    li, pi = tree.query(left, predicate="intersects")
+    # envelope candidates only: the exact tests below are cheaper on the original polygons
+    li, pi = tree.query(left)
     if len(li) == 0:
         return empty
     ri = owner[pi]
 
-    # left polygons whose candidate parts all come from one right polygon may lie inside it
-    order = np.lexsort((ri, li))
-    li, pi, ri = li[order], pi[order], ri[order]
-    first_of_left = np.r_[True, li[1:] != li[:-1]]
-    left_start = np.flatnonzero(first_of_left)
-    same = np.r_[True, (ri[1:] == ri[:-1]) | first_of_left[1:]]
-    single = np.logical_and.reduceat(same, left_start)
-    cand_left = li[left_start][single]
-    cand_right = ri[left_start][single]
-
-    # prepared geometries build their indexes lazily and are not safe to share between threads,
-    # so the fast-path test runs on one thread (it is cheap next to the intersections)
-    prepared = shapely.from_wkb(shapely.to_wkb(right[np.unique(cand_right)]))
-    lookup = np.full(len(right), -1, dtype=np.intp)
-    lookup[np.unique(cand_right)] = np.arange(len(prepared))
-    shapely.prepare(prepared)
-    inside = shapely.contains_properly(prepared[lookup[cand_right]], left[cand_left])
-    shapely.destroy_prepared(prepared)
+    # a left polygon lying wholly inside one right polygon is taken as it is
+    pair = np.unique(li.astype(np.int64) * len(right) + ri)
+    cand_left, cand_right = pair // len(right), pair % len(right)
+    inside = _contains_properly(right, cand_right, left[cand_left])
     whole_left = cand_left[inside]
     whole_right = cand_right[inside]
 
