@@ -11,7 +11,12 @@ checks that both give the same black-soil area per parcel, and prints the ratio.
 repeats this on simple soil polygons (the same map simplified to few vertices), where the target
 is "never slower".
 
-Run:  python benchmarks/bench_overlay.py --parcels 100000
+Run:  python benchmarks/bench_overlay.py --parcels 140000 --soil-polygon-ha 1800
+      python benchmarks/bench_overlay.py --parcels 100000 --soil-polygon-ha 50
+
+The first is the layout of DESIGN.md §6 (a county soil-group map: ~200 soil polygons of
+thousands of vertices under 140k parcels); the second a fine soil map where most parcels cross a
+soil boundary. Results are recorded in benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -122,13 +127,20 @@ def main() -> None:
     parser.add_argument(
         "--parcels", type=int, default=100_000, help="parcels to generate (all classes)"
     )
+    parser.add_argument(
+        "--soil-polygon-ha",
+        type=float,
+        default=1800.0,
+        help="typical soil polygon size of the generated soil map",
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--data", type=Path, help="folder for the generated data (kept)")
     args = parser.parse_args()
-    folder = args.data or Path(tempfile.gettempdir()) / f"blacksoil-bench-{args.parcels}"
+    name = f"blacksoil-bench-{args.parcels}-{args.soil_polygon_ha:g}ha"
+    folder = args.data or Path(tempfile.gettempdir()) / name
     if not (folder / "parcels.gpkg").exists():
         t = time.perf_counter()
-        make_demo_data(folder, parcels=args.parcels)
+        make_demo_data(folder, parcels=args.parcels, soil_polygon_ha=args.soil_polygon_ha)
         print(f"generated {args.parcels:,} parcels in {time.perf_counter() - t:.1f} s → {folder}")
     parcels, soil = _load(folder)
     _case("digitised soil map", parcels, soil, args.threads)

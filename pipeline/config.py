@@ -10,6 +10,7 @@ in the defaults, which come from the national standards (DESIGN.md §3). Every k
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,7 +173,7 @@ def _input_spec(data: Any, name: str, base: Path) -> InputSpec:
             raise ConfigError(f"{path}.fields.{key}: expected a field name, got {value!r}")
     fields = {**defaults, **user_fields}
     raw_path = Path(str(data["path"])).expanduser()
-    resolved = raw_path if raw_path.is_absolute() else (base / raw_path)
+    resolved = Path(os.path.normpath(raw_path if raw_path.is_absolute() else base / raw_path))
     crs = data.get("crs")
     return InputSpec(
         path=resolved,
@@ -282,7 +283,7 @@ def config_from_dict(
 
     output = _check_mapping(data["output"], {"path": (str, True)}, "output")
     out_path = Path(output["path"]).expanduser()
-    out_path = out_path if out_path.is_absolute() else base / out_path
+    out_path = Path(os.path.normpath(out_path if out_path.is_absolute() else base / out_path))
     if out_path.suffix.lower() != ".gpkg":
         raise ConfigError(f"output.path: the archive must be a .gpkg file, got {output['path']!r}")
 
