@@ -113,3 +113,21 @@ def test_empty_inputs():
     assert len(res) == 0
     res = overlay(np.array([shapely.box(10, 10, 11, 11)]), np.array([shapely.box(0, 0, 1, 1)]))
     assert len(res) == 0
+
+
+def test_topology_errors_fall_back_to_snap_rounding(monkeypatch):
+    import sys
+
+    engine = sys.modules["pipeline.overlay"]
+    real = shapely.intersection
+
+    def flaky(a, b, grid_size=None, **kwargs):
+        if grid_size is None:
+            raise shapely.errors.GEOSException("TopologyException: side location conflict")
+        return real(a, b, grid_size=grid_size, **kwargs)
+
+    monkeypatch.setattr(engine.shapely, "intersection", flaky)
+    parcel = shapely.box(0, 0, 10, 10)
+    soil = np.array([shapely.box(-5, -5, 5, 15), shapely.box(5, -5, 15, 15)])
+    res = overlay(np.array([parcel]), soil)
+    assert shapely.area(res.geometry).tolist() == pytest.approx([50.0, 50.0])
