@@ -243,6 +243,7 @@ def overlay(
     *,
     max_vertices: int = 256,
     threads: int = 1,
+    complete: bool = False,
 ) -> OverlayResult:
     """Cut each left polygon by the (disjoint) right polygons.
 
@@ -256,6 +257,10 @@ def overlay(
         Subdivision limit for the right polygons.
     threads : int
         Threads for the vectorised predicates and intersections.
+    complete : bool
+        True when the right polygons tile all of the left polygons' area (a soil map together
+        with its gaps). A left polygon whose candidate parts then all come from one right
+        polygon lies inside it, and needs no test at all.
 
     Returns
     -------
@@ -290,7 +295,14 @@ def overlay(
     # a left polygon lying wholly inside one right polygon is taken as it is
     pair = np.unique(li.astype(np.int64) * len(right) + ri)
     cand_left, cand_right = pair // len(right), pair % len(right)
-    inside = _contains_properly(right, cand_right, left[cand_left])
+    inside = np.zeros(len(pair), dtype=bool)
+    test = np.ones(len(pair), dtype=bool)
+    if complete:
+        # every point of a left polygon lies in some right polygon, whose parts are candidates
+        counts = np.bincount(cand_left, minlength=len(left))
+        inside = counts[cand_left] == 1
+        test = ~inside
+    inside[test] = _contains_properly(right, cand_right[test], left[cand_left[test]])
     whole_left = cand_left[inside]
     whole_right = cand_right[inside]
 

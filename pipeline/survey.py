@@ -41,6 +41,8 @@ class SoilCover:
     """
 
     frame: gpd.GeoDataFrame
+    #: the area the cover tiles (soil polygons plus gaps)
+    extent: shapely.Geometry
 
 
 def classify_soil(
@@ -154,7 +156,7 @@ def prepare_soil(
             crs=soil.crs,
         )
         frame = pd.concat([frame, gap_frame], ignore_index=True)
-    return SoilCover(frame)
+    return SoilCover(frame, extent)
 
 
 def _union(geoms: np.ndarray) -> shapely.Geometry:
@@ -265,7 +267,11 @@ def survey_parcels(
         box = shapely.box(*shapely.total_bounds(geoms)).buffer(1.0, join_style="mitre")
         outside = shapely.difference(box, region_union)
         cut = overlay(
-            geoms, np.array([region_union, outside]), max_vertices=max_vertices, threads=threads
+            geoms,
+            np.array([region_union, outside]),
+            max_vertices=max_vertices,
+            threads=threads,
+            complete=True,
         )
         inside_sel = cut.right == 0
         target = np.full(len(geoms), None, dtype=object)
@@ -277,8 +283,16 @@ def survey_parcels(
     target_area = planar if region is None else shapely.area(target)
     cov = cover.frame
     present = np.flatnonzero(~shapely.is_missing(target))
+    surveyed = target[present]
+    complete = len(surveyed) > 0 and shapely.covers(
+        cover.extent, shapely.box(*shapely.total_bounds(surveyed))
+    )
     res = overlay(
-        target[present], cov.geometry.to_numpy(), max_vertices=max_vertices, threads=threads
+        surveyed,
+        cov.geometry.to_numpy(),
+        max_vertices=max_vertices,
+        threads=threads,
+        complete=bool(complete),
     )
     piece_parcel = np.concatenate([present[res.left], out_parcel])
     piece_cover = np.concatenate([res.right, np.full(len(out_parcel), -1)])

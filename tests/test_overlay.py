@@ -131,3 +131,17 @@ def test_topology_errors_fall_back_to_snap_rounding(monkeypatch):
     soil = np.array([shapely.box(-5, -5, 5, 15), shapely.box(5, -5, 15, 15)])
     res = overlay(np.array([parcel]), soil)
     assert shapely.area(res.geometry).tolist() == pytest.approx([50.0, 50.0])
+
+
+def test_complete_cover_shortcut_gives_the_same_pieces():
+    rng = np.random.default_rng(3)
+    parcels = _jittered_parcels(30, 50.0, rng)
+    soil = _wiggly_soil(10, 1500.0, rng)
+    extent = shapely.box(*shapely.total_bounds(parcels)).buffer(10)
+    gaps = shapely.get_parts(shapely.difference(extent, shapely.union_all(soil)))
+    cover = np.concatenate([soil, gaps])
+    a = overlay(parcels, cover, complete=False)
+    b = overlay(parcels, cover, complete=True)
+    assert a.left.tolist() == b.left.tolist() and a.right.tolist() == b.right.tolist()
+    np.testing.assert_allclose(shapely.area(a.geometry), shapely.area(b.geometry), rtol=1e-12)
+    assert b.whole.sum() >= a.whole.sum()
