@@ -181,6 +181,7 @@ def write_archive(
     """
     path = Path(path)
     check_output(path, overwrite)
+    _remove_stale_temp_files(path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.gpkg")
     try:
         with contextlib.suppress(FileNotFoundError):
@@ -202,6 +203,29 @@ def write_archive(
         raise
     logger.info("archive written: %s", path)
     return path
+
+
+def _remove_stale_temp_files(path: Path) -> None:
+    """Remove temporary archives that a killed run left beside ``path`` (their process is gone)."""
+    for tmp in path.parent.glob(f".{path.stem}.*.tmp.gpkg*"):
+        pid = tmp.name[len(path.stem) + 2 :].split(".", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            logger.info("removed a temporary file left by an interrupted run: %s", tmp)
+
+
+def _alive(pid: int) -> bool:
+    if os.name == "nt":  # no harmless liveness probe there: keep the file
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
 
 
 def _write_layer(path: Path, name: str, frame: pd.DataFrame) -> None:

@@ -80,7 +80,7 @@ def _map_chunks(
 _SNAP_GRID = 1e-6
 
 
-def _intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def safe_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Vectorised intersection; a chunk that hits a GEOS topology error is redone with
     snap-rounding on a micrometre grid, which is robust and moves no boundary measurably."""
     try:
@@ -122,7 +122,7 @@ def _clip(
     )
     if bad.any():
         boxes = shapely.box(x0[bad], y0[bad], x1[bad], y1[bad])
-        out[bad] = _map_chunks(_intersection, (geoms[bad], boxes), threads)
+        out[bad] = _map_chunks(safe_intersection, (geoms[bad], boxes), threads)
     return out
 
 
@@ -311,7 +311,7 @@ def overlay(
     is_whole[whole_left] = True
     cut = ~is_whole[li]
     cli, cpi, cri = li[cut], pi[cut], ri[cut]
-    pieces = _map_chunks(_intersection, (left[cli], parts[cpi]), threads)
+    pieces = _map_chunks(safe_intersection, (left[cli], parts[cpi]), threads)
     types = shapely.get_type_id(pieces)
     odd = ~np.isin(types, (GeometryType.POLYGON, GeometryType.MULTIPOLYGON))
     if odd.any():

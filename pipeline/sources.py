@@ -18,7 +18,8 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyogrio
-from pyproj import CRS
+import shapely
+from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
 
 from .config import REQUIRED_FIELDS, InputSpec
@@ -35,6 +36,8 @@ CODE_FIELDS = {"landuse": 4, "county": 6}
 NUMERIC_FIELDS = ("area", "deduction_rate")
 #: FID column carried along so QA rows can name features that have no id
 FID = "_fid"
+#: degrees by which data may reach beyond its CRS's area of use
+_MARGIN_DEG = 5.0
 
 
 def describe(spec: InputSpec) -> str:
@@ -200,9 +203,21 @@ def read_layer(
     if len(frame) == 0:
         filt = f" after filter {spec.where!r}" if spec.where else ""
         raise InputError(f"{where}: no features{filt}")
+    check_coordinates(frame, where, name)
 
+    fixed = frame.attrs.get("decoder_fixed", np.empty(0))
     frame = frame.rename(columns=rename)
     frame = _fix_types(frame, name, where, qa)
+    if len(fixed):
+        ids = frame["id"] if "id" in frame else frame[FID]
+        sel = frame[FID].isin(fixed).to_numpy()
+        qa.add(
+            name,
+            ids[sel].to_numpy(),
+            "geometry",
+            "geometry not decodable as written (ring not closed or too few points)",
+            "rings closed by the reader",
+        )
     if crs is not None and not frame.crs.equals(crs):
         frame = frame.to_crs(crs)
     return frame
@@ -254,7 +269,76 @@ def _read(
     except Exception as err:
         raise InputError(f"{where}: cannot read ({_short(err)})") from err
     frame[FID] = frame.index.to_numpy(dtype=np.int64)
-    return frame.reset_index(drop=True)
+    frame = frame.reset_index(drop=True)
+    return _reread_broken(frame, path, layer, encoding)
+
+
+def _reread_broken(
+    frame: gpd.GeoDataFrame, path: Path, layer: str | None, encoding: str | None
+) -> gpd.GeoDataFrame:
+    """Features whose geometry could not be decoded (a ring not closed, too few points) are read
+    again with the decoder's repair (rings closed); their FIDs go to ``attrs["decoder_fixed"]``."""
+    broken = np.flatnonzero(frame.geometry.isna().to_numpy())
+    frame.attrs["decoder_fixed"] = np.empty(0, dtype=np.int64)
+    if len(broken) == 0:
+        return frame
+    fids = frame[FID].to_numpy()[broken]
+    again = pyogrio.read_dataframe(
+        path,
+        layer=layer,
+        fids=fids,
+        columns=[],
+        encoding=encoding,
+        use_arrow=True,
+        fid_as_index=True,
+        on_invalid="fix",
+    )
+    fixed = again.geometry.reindex(fids).to_numpy()
+    ok = ~shapely.is_missing(fixed)
+    geoms = frame.geometry.to_numpy().copy()
+    geoms[broken[ok]] = fixed[ok]
+    frame = frame.set_geometry(gpd.GeoSeries(geoms, index=frame.index, crs=frame.crs))
+    frame.attrs["decoder_fixed"] = fids[ok]
+    return frame
+
+
+def check_coordinates(frame: gpd.GeoDataFrame, where: str, name: str) -> None:
+    """Refuse coordinates that cannot belong to the layer's CRS (swapped axes, degrees in a
+    projected layer, metres in a geographic one), which would otherwise give absurd areas."""
+    geoms = frame.geometry.to_numpy()
+    present = ~shapely.is_missing(geoms)
+    present[present] = ~shapely.is_empty(geoms[present])
+    if not present.any():
+        return
+    xmin, ymin, xmax, ymax = shapely.total_bounds(geoms[present])
+    crs = frame.crs
+    xs = np.array([xmin, xmax, xmin, xmax, (xmin + xmax) / 2])
+    ys = np.array([ymin, ymin, ymax, ymax, (ymin + ymax) / 2])
+    if crs.is_geographic:
+        lon, lat = xs, ys
+    else:
+        to_geo = Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True)
+        with np.errstate(all="ignore"):
+            lon, lat = to_geo.transform(xs, ys, errcheck=False)
+    lon, lat = np.asarray(lon, float), np.asarray(lat, float)
+    ok = np.isfinite(lon).all() and np.isfinite(lat).all()
+    ok = ok and (np.abs(lon) <= 180).all() and (np.abs(lat) <= 90).all()
+    area = crs.area_of_use
+    if ok and area is not None:
+        # a margin: survey data may reach somewhat beyond its zone's nominal band
+        ok = (
+            (lon >= area.west - _MARGIN_DEG).all()
+            and (lon <= area.east + _MARGIN_DEG).all()
+            and (lat >= area.south - _MARGIN_DEG).all()
+            and (lat <= area.north + _MARGIN_DEG).all()
+        )
+    if not ok:
+        name_crs = crs.to_string()
+        raise InputError(
+            f"{where}: coordinates (x {xmin:.10g} to {xmax:.10g}, y {ymin:.10g} to {ymax:.10g}) "
+            f"cannot belong to the layer's CRS {name_crs}: swapped axes, degrees in a projected "
+            f"layer or a wrong CRS? Fix the data or set inputs.{name}.crs"
+        )
 
 
 def _parquet_geometry(path: Path) -> str:
