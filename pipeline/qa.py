@@ -160,6 +160,8 @@ def clean_polygons(
 
     has_z = np.zeros(len(geoms), dtype=bool)
     has_z[present] = shapely.has_z(geoms[present])
+    if hasattr(shapely, "has_m"):  # shapely >= 2.1 reads measured coordinates
+        has_z[present] |= shapely.has_m(geoms[present])
     if has_z.any():
         geoms[has_z] = shapely.force_2d(geoms[has_z])
         qa.add(layer, ids[has_z], "geometry", "3D/measured coordinates", "Z/M dropped")

@@ -9,8 +9,11 @@ cannot repair is an :class:`~pipeline.errors.InputError` naming the file, layer 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +41,17 @@ NUMERIC_FIELDS = ("area", "deduction_rate")
 FID = "_fid"
 #: degrees by which data may reach beyond its CRS's area of use
 _MARGIN_DEG = 5.0
+
+
+@contextlib.contextmanager
+def gdal_messages(where: object) -> Iterator[None]:
+    """Turn the warnings GDAL raises while reading (through pyogrio or fiona) into log records,
+    so that they reach the log (shown with -v) instead of the user's terminal as noise."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for item in caught:
+        logger.info("%s: %s", where, item.message)
 
 
 def describe(spec: InputSpec) -> str:
@@ -99,7 +113,8 @@ def _layer_info(
             raise InputError(f"{path}: not a GeoParquet file (no 'geo' metadata)")
         return None, [n for n in schema.names], None
     try:
-        layers = [str(name) for name, *_ in pyogrio.list_layers(path)]
+        with gdal_messages(path):
+            layers = [str(name) for name, *_ in pyogrio.list_layers(path)]
     except Exception as err:
         raise InputError(f"{path}: cannot open ({_short(err)})") from err
     layer = spec.layer
@@ -115,12 +130,13 @@ def _layer_info(
             f"{path}: layer {layer!r} not found (layers: {', '.join(layers[:20]) or 'none'})"
         )
     try:
-        if engine == "fiona":
-            import fiona
+        with gdal_messages(path):
+            if engine == "fiona":
+                import fiona
 
-            with fiona.open(path, layer=layer, encoding=encoding) as src:
-                return layer, list(src.schema["properties"]), src.crs_wkt or None
-        info = pyogrio.read_info(path, layer=layer, encoding=encoding)
+                with fiona.open(path, layer=layer, encoding=encoding) as src:
+                    return layer, list(src.schema["properties"]), src.crs_wkt or None
+            info = pyogrio.read_info(path, layer=layer, encoding=encoding)
     except Exception as err:
         raise InputError(f"{path} (layer {layer}): cannot read ({_short(err)})") from err
     return layer, [str(f) for f in info["fields"]], info["crs"]
@@ -189,7 +205,8 @@ def read_layer(
         rename[actual] = semantic
     columns = list(rename)
 
-    frame = _read(spec, layer, columns, engine, encoding, bbox, where)
+    with gdal_messages(where):
+        frame = _read(spec, layer, columns, engine, encoding, bbox, where)
     if spec.crs is not None:
         try:
             frame = frame.set_crs(CRS.from_user_input(spec.crs), allow_override=True)
