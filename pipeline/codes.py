@@ -15,6 +15,10 @@ CONSTRUCTION_CODES: tuple[str, ...] = (
     "09", "1001", "1002", "1003", "1004", "1005", "1007", "1008", "1009", "1109", "1201",
 )  # fmt: skip
 
+#: Land classes that cultivated land turned into when black soil is dug out (盗挖、滥挖):
+#: 裸土地, 采矿用地, 坑塘水面.
+DIGGING_CODES: tuple[str, ...] = ("1206", "0602", "1104")
+
 #: Land-class names (地类名称, DLMC) of the 三调 classification, by code (DLBM).
 LANDUSE_NAMES: dict[str, str] = {
     "0101": "水田", "0102": "水浇地", "0103": "旱地",

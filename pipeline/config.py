@@ -18,7 +18,13 @@ from typing import Any, Literal
 
 import yaml
 
-from .codes import BLACK_SOIL_GROUPS, BLACK_SOIL_SUBTYPES, CULTIVATED_CODES
+from .codes import (
+    BLACK_SOIL_GROUPS,
+    BLACK_SOIL_SUBTYPES,
+    CONSTRUCTION_CODES,
+    CULTIVATED_CODES,
+    DIGGING_CODES,
+)
 from .errors import ConfigError
 
 #: Semantic field names of each core input and their 三调 defaults.
@@ -36,6 +42,26 @@ PARCEL_FIELDS: dict[str, str] = {
 SOIL_FIELDS: dict[str, str] = {"soil_type": "TL", "subtype": "YL", "id": "TRBM"}
 COUNTY_FIELDS: dict[str, str] = {"code": "XZQDM", "name": "XZQMC"}
 REGION_FIELDS: dict[str, str] = {}
+#: protection and change layers (issue: protection status and conflicts)
+ZONE_FIELDS: dict[str, dict[str, str]] = {
+    "basic_farmland": {"id": "YJJBNTTBBH"},
+    "urban_boundary": {"id": "GHFQDM", "name": "GHFQMC"},
+    "ecological_redline": {"id": "HXBM", "name": "HXMC", "kind": "HXLX"},
+}
+CONSTRUCTION_FIELDS: dict[str, str] = {
+    "name": "XMMC",
+    "approval": "PZWH",
+    "approval_date": "PZRQ",
+}
+CHANGE_FIELDS: dict[str, str] = {
+    "id": "BSM",
+    "before": "BGQDLBM",
+    "after": "BGHDLBM",
+    "area": "BGMJ",
+    "county": "XZQDM",
+}
+#: the optional inputs of the protection stage, in the order they are analysed
+PROTECTION_INPUTS = (*ZONE_FIELDS, "construction", "changes")
 
 #: Fields a layer must have (the others are used when present).
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
@@ -43,12 +69,20 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "soil": ("soil_type",),
     "counties": ("code",),
     "region": (),
+    "basic_farmland": (),
+    "urban_boundary": (),
+    "ecological_redline": (),
+    "construction": (),
+    "changes": ("before", "after"),
 }
 _DEFAULT_FIELDS = {
     "parcels": PARCEL_FIELDS,
     "soil": SOIL_FIELDS,
     "counties": COUNTY_FIELDS,
     "region": REGION_FIELDS,
+    **ZONE_FIELDS,
+    "construction": CONSTRUCTION_FIELDS,
+    "changes": CHANGE_FIELDS,
 }
 
 
@@ -72,6 +106,11 @@ class Inputs:
     soil: InputSpec
     counties: InputSpec | None = None
     region: InputSpec | None = None
+    basic_farmland: InputSpec | None = None
+    urban_boundary: InputSpec | None = None
+    ecological_redline: InputSpec | None = None
+    construction: InputSpec | None = None
+    changes: InputSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +140,9 @@ class SurveyConfig:
     black_soil_types: dict[str, str] = field(default_factory=dict)  # alias -> group
     black_soil_groups: tuple[str, ...] = ()
     cultivated_codes: tuple[str, ...] = CULTIVATED_CODES
+    construction_codes: tuple[str, ...] = CONSTRUCTION_CODES
+    digging_codes: tuple[str, ...] = DIGGING_CODES
+    approved_cover_share: float = 0.95
     min_piece_area: float = 0.1
     io: IOOptions = field(default_factory=IOOptions)
     overlay: OverlayOptions = field(default_factory=OverlayOptions)
@@ -115,6 +157,9 @@ _TOP_KEYS = {
     "output": (dict, True),
     "black_soil_types": ((list, dict), False),
     "cultivated_codes": (list, False),
+    "construction_codes": (list, False),
+    "digging_codes": (list, False),
+    "approved_cover_share": ((int, float), False),
     "min_piece_area": ((int, float), False),
     "io": (dict, False),
     "overlay": (dict, False),
@@ -291,14 +336,13 @@ def config_from_dict(
     if crs != "auto":
         _check_projected(crs, "crs")
 
-    codes = data.get("cultivated_codes")
-    if codes is not None:
-        if not codes or not all(isinstance(c, str) for c in codes):
-            raise ConfigError(
-                "cultivated_codes: expected a list of land-class codes as quoted text "
-                "(e.g. '0101', keeping the leading zero)"
-            )
-        codes = tuple(codes)
+    codes = {
+        key: _code_list(data.get(key), key)
+        for key in ("cultivated_codes", "construction_codes", "digging_codes")
+    }
+    share = data.get("approved_cover_share", 0.95)
+    if not 0 < share <= 1:
+        raise ConfigError(f"approved_cover_share: expected a share in (0, 1], got {share!r}")
 
     min_piece = data.get("min_piece_area", 0.1)
     if min_piece < 0:
@@ -317,13 +361,27 @@ def config_from_dict(
         crs=crs,
         black_soil_types=table,
         black_soil_groups=groups,
-        cultivated_codes=codes or CULTIVATED_CODES,
+        cultivated_codes=codes["cultivated_codes"] or CULTIVATED_CODES,
+        construction_codes=codes["construction_codes"] or CONSTRUCTION_CODES,
+        digging_codes=codes["digging_codes"] or DIGGING_CODES,
+        approved_cover_share=float(share),
         min_piece_area=float(min_piece),
         io=_options(IOOptions, data.get("io") or {}, "io"),
         overlay=overlay,
         source=source,
         raw=data,
     )
+
+
+def _code_list(codes: Any, key: str) -> tuple[str, ...] | None:
+    if codes is None:
+        return None
+    if not codes or not all(isinstance(c, str) for c in codes):
+        raise ConfigError(
+            f"{key}: expected a list of land-class codes as quoted text "
+            "(e.g. '0101', keeping the leading zero)"
+        )
+    return tuple(codes)
 
 
 def _check_projected(crs: str, key: str) -> None:

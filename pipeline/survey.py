@@ -92,19 +92,8 @@ def prepare_soil(
         else pd.Series(soil["_fid"].to_numpy(), dtype=object)
     )
     ids = ids.where(ids.notna(), soil["_fid"].astype(str)).astype(str)
-    geoms = soil.geometry.to_numpy().copy()
-    union = _union(geoms)
-    # a soil map without overlaps has the area of its union: skip the pairwise search
-    if shapely.area(geoms).sum() - union.area > 1e-9 * union.area:
-        geoms = _resolve_overlaps(geoms, ids.to_numpy(), qa)
-    keep = ~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)
-    gone = ~keep
-    qa.add(
-        "soil",
-        ids[gone].to_numpy(),
-        "overlap",
-        "wholly covered by earlier soil polygons",
-        "rejected",
+    geoms, keep, gap_parts = disjoint_cover(
+        soil.geometry.to_numpy(), ids.to_numpy(), extent, "soil", qa
     )
 
     group = classify_soil(soil["soil_type"], soil.get("subtype"), table)
@@ -138,9 +127,6 @@ def prepare_soil(
         "counted as non-black",
     )
 
-    gaps = polygonal_part(np.array([shapely.difference(extent, union)], dtype=object))
-    gap_parts = shapely.get_parts(gaps)
-    gap_parts = gap_parts[shapely.area(gap_parts) > 0]
     if len(gap_parts):
         gap_ids = [f"GAP-{i + 1}" for i in range(len(gap_parts))]
         qa.add("soil", gap_ids, "coverage", "gap in the soil map", "counted as unmapped area")
@@ -159,6 +145,34 @@ def prepare_soil(
     return SoilCover(frame, extent)
 
 
+def disjoint_cover(
+    geoms: np.ndarray, ids: np.ndarray, extent: shapely.Geometry, layer: str, qa: QALog
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Make polygons disjoint (earlier ones in source order keep overlaps) and find what of
+    ``extent`` they leave uncovered.
+
+    Returns
+    -------
+    geoms : ndarray
+        The polygons with overlaps removed.
+    keep : ndarray of bool
+        False for polygons wholly covered by earlier ones (rejected, logged).
+    gaps : ndarray of Polygon
+        The parts of ``extent`` no polygon covers.
+    """
+    geoms = np.asarray(geoms, dtype=object).copy()
+    union = _union(geoms)
+    # polygons without overlaps have the area of their union: skip the pairwise search
+    if shapely.area(geoms).sum() - union.area > 1e-9 * union.area:
+        geoms = _resolve_overlaps(geoms, ids, layer, qa)
+    keep = ~shapely.is_missing(geoms)
+    keep[keep] = ~shapely.is_empty(geoms[keep])
+    qa.add(layer, ids[~keep], "overlap", "wholly covered by earlier polygons", "rejected")
+    gaps = polygonal_part(np.array([shapely.difference(extent, union)], dtype=object))
+    gap_parts = shapely.get_parts(gaps)
+    return geoms, keep, gap_parts[shapely.area(gap_parts) > 0]
+
+
 def _union(geoms: np.ndarray) -> shapely.Geometry:
     """Union of the soil polygons: the fast coverage union where the map is a clean coverage
     (edge-matched, as digitised soil maps usually are), else the general union."""
@@ -171,8 +185,8 @@ def _union(geoms: np.ndarray) -> shapely.Geometry:
     return shapely.union_all(geoms)
 
 
-def _resolve_overlaps(geoms: np.ndarray, ids: np.ndarray, qa: QALog) -> np.ndarray:
-    """Remove from each soil polygon what earlier polygons (in source order) already cover."""
+def _resolve_overlaps(geoms: np.ndarray, ids: np.ndarray, layer: str, qa: QALog) -> np.ndarray:
+    """Remove from each polygon what earlier polygons (in source order) already cover."""
     tree = shapely.STRtree(geoms)
     pairs = [tree.query(geoms, predicate=p) for p in ("overlaps", "within", "contains")]
     a = np.concatenate([p[0] for p in pairs])
@@ -189,10 +203,10 @@ def _resolve_overlaps(geoms: np.ndarray, ids: np.ndarray, qa: QALog) -> np.ndarr
     geoms = geoms.copy()
     geoms[losers] = polygonal_part(shapely.difference(geoms[losers], earlier))
     qa.add(
-        "soil",
+        layer,
         ids[losers],
         "overlap",
-        "overlaps an earlier soil polygon",
+        f"overlaps an earlier {layer} polygon",
         "overlap given to the earlier polygon",
     )
     return geoms
