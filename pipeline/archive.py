@@ -9,9 +9,11 @@ an archive back as GeoDataFrames.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import os
+import re
 import sqlite3
 from pathlib import Path
 
@@ -89,7 +91,7 @@ FIELDS: dict[str, list[tuple[str, str, str, str]]] = {
         ("SLIVERS", "合并碎片数", "", "slivers merged"),
         ("RESIDUAL", "平衡差", "m²", "MJ − sum of the class areas"),
         ("REL_ERR", "相对误差", "", "|RESIDUAL| / MJ"),
-        ("BALANCED", "是否平衡", "", "1 where REL_ERR ≤ 1e-6"),
+        ("BALANCED", "是否平衡", "", "1 where |RESIDUAL| ≤ max(1e-6 × MJ, 1e-6 m²)"),
     ],
     COUNTY_SUMMARY: [
         ("XZQDM", "行政区代码", "", "county code"),
@@ -186,8 +188,11 @@ def write_archive(
     try:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        for name, frame in layers.items():
-            _write_layer(tmp, name, frame)
+        for i, (name, frame) in enumerate(layers.items()):
+            if i:
+                _check_still_there(tmp, name)
+            _write_layer(tmp, name, frame, append=bool(i))
+        _check_still_there(tmp, "the field titles")
         _add_titles(tmp, layers, fields)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -205,11 +210,23 @@ def write_archive(
     return path
 
 
+def _check_still_there(tmp: Path, what: str) -> None:
+    """The temp file vanished mid-write (removed by someone else): never publish a partial one."""
+    if not tmp.exists():
+        raise OSError(f"the temporary archive {tmp.name} disappeared before writing {what}")
+
+
 def _remove_stale_temp_files(path: Path) -> None:
-    """Remove temporary archives that a killed run left beside ``path`` (their process is gone)."""
-    for tmp in path.parent.glob(f".{path.stem}.*.tmp.gpkg*"):
-        pid = tmp.name[len(path.stem) + 2 :].split(".", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
+    """Remove temporary archives that a killed run left beside ``path`` (their process is gone).
+
+    Only names of exactly this archive's form (``.<stem>.<pid>.tmp.gpkg`` and SQLite's side
+    files) are considered, so the temp file of ``archive.2024.gpkg`` is never taken for one of
+    ``archive.gpkg``.
+    """
+    own = re.compile(rf"^\.{re.escape(path.stem)}\.(\d+)\.tmp\.gpkg(-journal|-wal|-shm)?$")
+    for tmp in path.parent.glob(f".{glob.escape(path.stem)}.*.tmp.gpkg*"):
+        match = own.match(tmp.name)
+        if match is None or _alive(int(match.group(1))):
             continue
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -228,7 +245,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _write_layer(path: Path, name: str, frame: pd.DataFrame) -> None:
+def _write_layer(path: Path, name: str, frame: pd.DataFrame, *, append: bool) -> None:
     frame = frame.reset_index(drop=True)
     spatial = isinstance(frame, gpd.GeoDataFrame) and frame.geometry.name in frame
     try:
@@ -237,7 +254,7 @@ def _write_layer(path: Path, name: str, frame: pd.DataFrame) -> None:
             path,
             layer=name,
             driver="GPKG",
-            append=path.exists(),
+            append=append,
             promote_to_multi=True if spatial else None,
             geometry_type="MultiPolygon" if spatial else None,
             layer_options={"IDENTIFIER": LAYER_TITLES.get(name, name)},

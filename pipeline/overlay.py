@@ -244,6 +244,7 @@ def overlay(
     max_vertices: int = 256,
     threads: int = 1,
     complete: bool = False,
+    disjoint: bool = True,
 ) -> OverlayResult:
     """Cut each left polygon by the (disjoint) right polygons.
 
@@ -261,6 +262,9 @@ def overlay(
         True when the right polygons tile all of the left polygons' area (a soil map together
         with its gaps). A left polygon whose candidate parts then all come from one right
         polygon lies inside it, and needs no test at all.
+    disjoint : bool
+        False when right polygons may overlap one another (construction projects): a left
+        polygon inside one right polygon is then still cut by the others.
 
     Returns
     -------
@@ -297,7 +301,7 @@ def overlay(
     cand_left, cand_right = pair // len(right), pair % len(right)
     inside = np.zeros(len(pair), dtype=bool)
     test = np.ones(len(pair), dtype=bool)
-    if complete:
+    if complete and disjoint:
         # every point of a left polygon lies in some right polygon, whose parts are candidates
         counts = np.bincount(cand_left, minlength=len(left))
         inside = counts[cand_left] == 1
@@ -307,9 +311,12 @@ def overlay(
     whole_right = cand_right[inside]
 
     # every other pair is cut along the boundary
-    is_whole = np.zeros(len(left), dtype=bool)
-    is_whole[whole_left] = True
-    cut = ~is_whole[li]
+    if disjoint:
+        is_whole = np.zeros(len(left), dtype=bool)
+        is_whole[whole_left] = True
+        cut = ~is_whole[li]
+    else:
+        cut = ~np.isin(li.astype(np.int64) * len(right) + ri, pair[inside])
     cli, cpi, cri = li[cut], pi[cut], ri[cut]
     pieces = _map_chunks(safe_intersection, (left[cli], parts[cpi]), threads)
     types = shapely.get_type_id(pieces)

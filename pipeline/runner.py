@@ -28,7 +28,13 @@ from .errors import InputError, InvariantError
 from .overlay import default_threads, safe_intersection
 from .qa import QALog, as_text, clean_polygons
 from .sources import FID, describe, layer_fingerprint, read_layer
-from .survey import BLACK, prepare_soil, survey_parcels
+from .survey import (
+    BLACK,
+    CONSERVATION_FLOOR_M2,
+    CONSERVATION_TOLERANCE,
+    prepare_soil,
+    survey_parcels,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -614,7 +620,8 @@ def _conservation(balance: pd.DataFrame) -> dict[str, object]:
         "parcels": len(balance),
         "unbalanced": unbalanced,
         "max_rel_error": float(np.nanmax(rel)) if len(rel) else 0.0,
-        "tolerance": 1e-6,
+        "tolerance": CONSERVATION_TOLERANCE,
+        "floor_m2": CONSERVATION_FLOOR_M2,
         "passed": unbalanced == 0,
     }
 

@@ -145,3 +145,12 @@ def test_complete_cover_shortcut_gives_the_same_pieces():
     assert a.left.tolist() == b.left.tolist() and a.right.tolist() == b.right.tolist()
     np.testing.assert_allclose(shapely.area(a.geometry), shapely.area(b.geometry), rtol=1e-12)
     assert b.whole.sum() >= a.whole.sum()
+
+
+def test_overlapping_right_polygons():
+    parcel = shapely.box(0, 0, 10, 10)
+    projects = np.array([shapely.box(-5, -5, 15, 15), shapely.box(5, -5, 15, 15)])
+    res = overlay(np.array([parcel]), projects, disjoint=False)
+    assert res.right.tolist() == [0, 1]
+    assert shapely.area(res.geometry).tolist() == [100.0, 50.0]
+    assert res.whole.tolist() == [True, False]
