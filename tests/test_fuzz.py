@@ -425,7 +425,9 @@ def check_reconciliation(case: Case, layers) -> None:
     g = given_[official]
     # per parcel and per county, to the cent
     assert (_cents(bal.loc[g.index, "TBMJ"]) == _cents(g["TBMJ"])).all()
-    kcmj = np.array([_kcmj_cents(t, k) for t, k in zip(g["TBMJ"], g["KCXS"], strict=True)])
+    kcmj = np.array(
+        [_kcmj_cents(t, k) for t, k in zip(g["TBMJ"], g["KCXS"], strict=True)], dtype=np.int64
+    )
     expect = pd.DataFrame(
         {"TBMJ": _cents(g["TBMJ"]), "TBDLMJ": _cents(g["TBMJ"]) - kcmj}, index=g.index
     ).groupby(g["XZQDM"])

@@ -99,11 +99,11 @@ def test_failed_write_leaves_previous_archive_and_no_temp_file(job, monkeypatch)
     calls = {"n": 0}
     real = archive._write_layer
 
-    def failing(path, name, frame):
+    def failing(path, name, frame, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise OSError(28, "No space left on device")
-        real(path, name, frame)
+        real(path, name, frame, **kwargs)
 
     monkeypatch.setattr(archive, "_write_layer", failing)
     with pytest.raises(pipeline.OutputError, match="No space left on device"):
