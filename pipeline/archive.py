@@ -32,11 +32,23 @@ COUNTY_SUMMARY = "HTGD_XZQHZ"  # 县级汇总
 QA_LOG = "HTGD_ZJJL"  # 质检记录
 METADATA = "HTGD_YXXX"  # 运行信息
 DICTIONARY = "HTGD_ZDZD"  # 字段字典
+OUTSIDE_FARMLAND = "HTGD_DNRHX"  # 待纳入红线 (outside basic farmland)
+ZONING_CONFLICTS = "HTGD_GHCT"  # 规划冲突
+OCCUPATION = "HTGD_JSZY"  # 建设占用
+OCCUPATION_TOTALS = "HTGD_JSZYHZ"  # 建设项目占用汇总
+ILLEGAL = "HTGD_WFZY"  # 疑似违法占用
+OCCUPATION_BALANCE = "HTGD_ZBPH"  # 占补平衡
 
 LAYER_TITLES: dict[str, str] = {
     PIECES: "黑土耕地图斑",
     BALANCE: "图斑面积平衡表",
     COUNTY_SUMMARY: "县级行政区汇总表",
+    OUTSIDE_FARMLAND: "永久基本农田外黑土耕地（待纳入红线）",
+    ZONING_CONFLICTS: "城镇开发边界和生态保护红线内黑土耕地",
+    OCCUPATION: "建设项目占用黑土耕地",
+    OCCUPATION_TOTALS: "建设项目占用黑土耕地汇总",
+    ILLEGAL: "疑似违法占用和盗挖黑土",
+    OCCUPATION_BALANCE: "黑土耕地占补平衡表",
     QA_LOG: "质检记录",
     METADATA: "运行信息",
     DICTIONARY: "字段字典",
@@ -67,6 +79,20 @@ FIELDS: dict[str, list[tuple[str, str, str, str]]] = {
         ("GDPDJB", "耕地坡度级别", "", "slope grade 1-5"),
         ("SBSL", "合并碎片数", "", "slivers merged into this piece"),
         ("SJNF", "数据年份", "", "survey year"),
+        ("JBNT_MJ", "永久基本农田内面积", "m²", "TBDLMJ inside basic farmland (to the cent)"),
+        ("JBNT_ZB", "永久基本农田内占比", "", "planar share of the piece inside basic farmland"),
+        ("SFWJBNT", "是否有永久基本农田外部分", "", "1 where part of the piece is outside"),
+        ("BHZT", "保护状态", "", "in / partly in / outside the basic farmland"),
+        ("CZKF_MJ", "城镇开发边界内面积", "m²", "TBDLMJ inside the urban development boundary"),
+        ("CZKF_ZB", "城镇开发边界内占比", "", "planar share inside the urban boundary"),
+        ("SFCZKF", "是否在城镇开发边界内", "", "1 where any part is inside the urban boundary"),
+        ("STHX_MJ", "生态保护红线内面积", "m²", "TBDLMJ inside the ecological red line"),
+        ("STHX_ZB", "生态保护红线内占比", "", "planar share inside the ecological red line"),
+        ("SFSTHX", "是否在生态保护红线内", "", "1 where any part is inside the red line"),
+        ("JSZY_MJ", "建设项目占用面积", "m²", "TBDLMJ under construction projects (union)"),
+        ("JSZY_ZB", "建设项目占用占比", "", "planar share under construction projects"),
+        ("SFJSZY", "是否被建设项目占用", "", "1 where a construction project overlaps"),
+        ("SFWPZY", "是否被未批项目占用", "", "1 where an unapproved project overlaps"),
     ],
     BALANCE: [
         ("BSM", "标识码", "", "parcel id"),
@@ -107,6 +133,104 @@ FIELDS: dict[str, list[tuple[str, str, str, str]]] = {
         ("GDTBMJ", "耕地图斑面积", "m²", "TBMJ of all surveyed cultivated parcels (合计 rows)"),
         ("GDTBDLMJ", "耕地图斑地类面积", "m²", "TBDLMJ of all surveyed cultivated parcels"),
         ("HTZB", "黑土耕地占比", "", "black-soil TBDLMJ / cultivated TBDLMJ (合计 rows)"),
+        ("JBNT_MJ", "永久基本农田内面积", "m²", "black-soil TBDLMJ inside basic farmland"),
+        ("DNRHX_MJ", "待纳入红线面积", "m²", "black-soil TBDLMJ outside basic farmland"),
+        ("CZKF_MJ", "城镇开发边界内面积", "m²", "black-soil TBDLMJ inside the urban boundary"),
+        ("STHX_MJ", "生态保护红线内面积", "m²", "black-soil TBDLMJ inside the ecological red line"),
+        ("JSZY_MJ", "建设项目占用面积", "m²", "black-soil TBDLMJ under construction projects"),
+    ],
+    OUTSIDE_FARMLAND: [
+        ("DABH", "档案编号", "", "archive number of the piece"),
+        ("BSM", "标识码", "", "source parcel id"),
+        ("XZQDM", "行政区代码", "", "county code"),
+        ("XZQMC", "行政区名称", "", "county name"),
+        ("DLBM", "地类编码", "", "land class code"),
+        ("DLMC", "地类名称", "", "land class name"),
+        ("TL", "土类", "", "black-soil group"),
+        ("MJ", "平面面积", "m²", "planar area of this part"),
+        ("TBMJ", "图斑面积", "m²", "official area of this part (shared to the cent)"),
+        ("KCMJ", "扣除面积", "m²", "deduction area of this part"),
+        ("TBDLMJ", "图斑地类面积", "m²", "TBMJ − KCMJ of this part"),
+        ("WZB", "基本农田外占比", "", "planar share of the piece outside basic farmland"),
+    ],
+    ZONING_CONFLICTS: [
+        ("DABH", "档案编号", "", "archive number of the piece"),
+        ("BSM", "标识码", "", "source parcel id"),
+        ("XZQDM", "行政区代码", "", "county code"),
+        ("XZQMC", "行政区名称", "", "county name"),
+        ("DLBM", "地类编码", "", "land class code"),
+        ("DLMC", "地类名称", "", "land class name"),
+        ("TL", "土类", "", "black-soil group"),
+        ("FQLX", "分区类型", "", "城镇开发边界 or 生态保护红线"),
+        ("FQBM", "分区编码", "", "zone id (GHFQDM / HXBM)"),
+        ("FQMC", "分区名称", "", "zone name (GHFQMC / HXMC)"),
+        ("FQLB", "分区类别", "", "zone kind (HXLX)"),
+        ("MJ", "平面面积", "m²", "planar area of this part"),
+        ("TBMJ", "图斑面积", "m²", "official area of this part (shared to the cent)"),
+        ("KCMJ", "扣除面积", "m²", "deduction area of this part"),
+        ("TBDLMJ", "图斑地类面积", "m²", "TBMJ − KCMJ of this part"),
+    ],
+    OCCUPATION: [
+        ("XMXH", "项目序号", "", "the project's number in its layer (source order)"),
+        ("XMMC", "项目名称", "", "project name"),
+        ("PZWH", "批准文号", "", "approval number; empty = unapproved"),
+        ("PZRQ", "批准日期", "", "approval date"),
+        ("PZZT", "批准状态", "", "已批准 / 未批准"),
+        ("DABH", "档案编号", "", "archive number of the piece"),
+        ("BSM", "标识码", "", "source parcel id"),
+        ("XZQDM", "行政区代码", "", "county code"),
+        ("XZQMC", "行政区名称", "", "county name"),
+        ("DLBM", "地类编码", "", "land class code"),
+        ("DLMC", "地类名称", "", "land class name"),
+        ("TL", "土类", "", "black-soil group"),
+        ("MJ", "平面面积", "m²", "planar area of the overlap"),
+        ("TBMJ", "图斑面积", "m²", "official area of the overlap (piece TBMJ × planar share)"),
+        ("TBDLMJ", "图斑地类面积", "m²", "TBDLMJ of the overlap"),
+    ],
+    OCCUPATION_TOTALS: [
+        ("XMXH", "项目序号", "", "the project's number in its layer (source order)"),
+        ("XMMC", "项目名称", "", "project name"),
+        ("PZWH", "批准文号", "", "approval number; empty = unapproved"),
+        ("PZRQ", "批准日期", "", "approval date"),
+        ("PZZT", "批准状态", "", "已批准 / 未批准"),
+        ("XMMJ", "项目用地面积", "m²", "planar area of the project polygon"),
+        ("TBGS", "占用黑土耕地图斑个数", "", "number of black-soil pieces it overlaps"),
+        ("ZYMJ", "占用黑土耕地平面面积", "m²", "planar area of black-soil farmland it occupies"),
+        ("ZYTBDLMJ", "占用黑土耕地面积", "m²", "TBDLMJ of black-soil farmland it occupies"),
+    ],
+    ILLEGAL: [
+        ("LX", "类型", "", "建设占用 (construction) or 盗挖黑土 (digging-out)"),
+        ("BGBSM", "变更图斑标识码", "", "change parcel id"),
+        ("XZQDM", "行政区代码", "", "county code"),
+        ("XZQMC", "行政区名称", "", "county name"),
+        ("BGQDLBM", "变更前地类编码", "", "land class before"),
+        ("BGQDLMC", "变更前地类名称", "", "land class name before"),
+        ("BGHDLBM", "变更后地类编码", "", "land class after"),
+        ("BGHDLMC", "变更后地类名称", "", "land class name after"),
+        ("TL", "土类", "", "black-soil groups under the change parcel"),
+        ("BGMJ", "变更面积", "m²", "official area of the change parcel"),
+        ("MJ", "黑土平面面积", "m²", "planar black-soil area of the change parcel"),
+        ("HTMJ", "黑土面积", "m²", "official area on black soil (BGMJ shared to the cent)"),
+        ("PZFGMJ", "已批项目覆盖面积", "m²", "planar area covered by approved projects"),
+        ("PZFGBL", "已批项目覆盖比例", "", "covered share; below the rule (0.95) = suspected"),
+        ("PZXM", "已批项目", "", "approved projects overlapping the change parcel"),
+        ("WPXM", "未批项目", "", "unapproved projects overlapping the change parcel"),
+        ("ZJ", "证据说明", "", "evidence: change, black-soil area, approved cover"),
+    ],
+    OCCUPATION_BALANCE: [
+        ("XZQDM", "行政区代码", "", "county code; 合计 = all counties"),
+        ("XZQMC", "行政区名称", "", "county name"),
+        ("ZYGDMJ", "占用耕地面积", "m²", "cultivated land turned to construction or dug out"),
+        ("ZYHTMJ", "占用黑土耕地面积", "m²", "of which on black soil"),
+        ("JSZYHTMJ", "建设占用黑土耕地面积", "m²", "black soil turned to construction land"),
+        ("DWHTMJ", "盗挖黑土面积", "m²", "black soil turned to bare land, mining or pits"),
+        ("WFZYHTMJ", "疑似违法占用黑土面积", "m²", "black soil lost with no approved project"),
+        ("QTJSGDMJ", "其他减少耕地面积", "m²", "cultivated land turned to other classes"),
+        ("BCGDMJ", "补充耕地面积", "m²", "land turned into cultivated land"),
+        ("BCHTMJ", "补充黑土耕地面积", "m²", "of which on black soil"),
+        ("GDPHMJ", "耕地占补差额", "m²", "BCGDMJ − ZYGDMJ"),
+        ("HTPHMJ", "黑土耕地占补差额", "m²", "BCHTMJ − ZYHTMJ"),
+        ("SFPH", "是否占补平衡", "", "是 where HTPHMJ ≥ 0"),
     ],
     QA_LOG: [
         ("layer", "图层", "", "input layer"),
@@ -129,9 +253,22 @@ FIELDS: dict[str, list[tuple[str, str, str, str]]] = {
 }
 
 
-def field_dictionary(fields: dict[str, list[tuple[str, str, str, str]]] = FIELDS) -> pd.DataFrame:
-    """The field dictionary as a table (layer, field, name_zh, unit, description)."""
-    rows = [(layer, *entry) for layer, entries in fields.items() for entry in entries]
+def field_dictionary(
+    fields: dict[str, list[tuple[str, str, str, str]]] = FIELDS,
+    layers: dict[str, pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """The field dictionary as a table (layer, field, name_zh, unit, description).
+
+    With ``layers``, only the layers written and the fields they have (plus this table's own).
+    """
+    rows = [
+        (layer, *entry)
+        for layer, entries in fields.items()
+        for entry in entries
+        if layers is None
+        or layer == DICTIONARY
+        or (layer in layers and entry[0] in layers[layer].columns)
+    ]
     return pd.DataFrame(rows, columns=["layer", "field", "name_zh", "unit", "description"])
 
 

@@ -317,12 +317,12 @@ def config_from_dict(
     _check_mapping(
         inputs,
         {"parcels": (dict, True), "soil": (dict, True), "counties": (dict, False),
-         "region": (dict, False)},
+         "region": (dict, False), **{name: (dict, False) for name in PROTECTION_INPUTS}},
         "inputs",
     )  # fmt: skip
     specs = {
         name: _input_spec(inputs[name], name, base)
-        for name in ("parcels", "soil", "counties", "region")
+        for name in ("parcels", "soil", "counties", "region", *PROTECTION_INPUTS)
         if inputs.get(name) is not None
     }
 

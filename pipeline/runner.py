@@ -23,9 +23,10 @@ from pyproj import CRS, Transformer
 
 from . import archive as arc
 from .codes import BLACK_SOIL_GROUPS, LANDUSE_NAMES, M2_PER_HECTARE, M2_PER_MU
-from .config import InputSpec, SurveyConfig
+from .config import PROTECTION_INPUTS, InputSpec, SurveyConfig
 from .errors import InputError, InvariantError
 from .overlay import default_threads, safe_intersection
+from .protection import ProtectionInputs, ProtectionRules, analyse_protection
 from .qa import QALog, as_text, clean_polygons
 from .sources import FID, describe, layer_fingerprint, read_layer
 from .survey import (
@@ -40,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 
+#: protection areas on the pieces that the county summary adds up (where the analysis ran)
+PROTECTION_SUMMARY = ("JBNT_MJ", "CZKF_MJ", "STHX_MJ", "JSZY_MJ")
+
 
 @dataclass
 class Inputs:
@@ -52,6 +56,7 @@ class Inputs:
     region: np.ndarray | None
     counts: dict[str, int] = field(default_factory=dict)
     qa: QALog = field(default_factory=QALog)
+    protection: ProtectionInputs = field(default_factory=ProtectionInputs)
 
 
 @dataclass(frozen=True)
@@ -146,9 +151,13 @@ def _parcel_ids(parcels: gpd.GeoDataFrame, qa: QALog) -> gpd.GeoDataFrame:
 
 
 def _county_codes(
-    parcels: gpd.GeoDataFrame, counties: gpd.GeoDataFrame | None, qa: QALog
+    parcels: gpd.GeoDataFrame,
+    counties: gpd.GeoDataFrame | None,
+    qa: QALog,
+    layer: str = "parcels",
 ) -> pd.Series:
-    """County code (XZQDM) of each parcel: ZLDWDM's first 6 digits, else the county it lies in."""
+    """County code (XZQDM) of each feature: the county field's first 6 digits (ZLDWDM of a
+    parcel, XZQDM of a change parcel), else the county it lies in."""
     n = len(parcels)
     code = pd.Series([None] * n, dtype=object)
     if "county" in parcels:
@@ -165,16 +174,16 @@ def _county_codes(
         found = np.flatnonzero(todo)[pi[first]]
         code[found] = counties["code"].astype(str).to_numpy()[ci[first]]
         qa.add(
-            "parcels",
+            layer,
             parcels["id"].to_numpy()[found],
             "field county",
-            "county code (ZLDWDM) missing or malformed",
+            "county code missing or malformed",
             "county taken from the counties layer",
         )
         todo = code.isna().to_numpy()
     if todo.any():
         qa.add(
-            "parcels",
+            layer,
             parcels["id"].to_numpy()[todo],
             "field county",
             "county code missing and not inside any county",
@@ -304,9 +313,45 @@ def load_inputs(cfg: SurveyConfig, progress: Progress = _noop) -> Inputs:
             "the soil map does not cover the parcels at all",
             "all parcel area counted as unmapped",
         )
+    protection = _protection_inputs(cfg, crs, counties, qa, counts, progress)
     return Inputs(
-        crs=crs, parcels=parcels, soil=soil, counties=counties, region=region, counts=counts, qa=qa
+        crs=crs,
+        parcels=parcels,
+        soil=soil,
+        counties=counties,
+        region=region,
+        counts=counts,
+        qa=qa,
+        protection=protection,
     )
+
+
+def _protection_inputs(
+    cfg: SurveyConfig,
+    crs: CRS,
+    counties: gpd.GeoDataFrame | None,
+    qa: QALog,
+    counts: dict[str, int],
+    progress: Progress,
+) -> ProtectionInputs:
+    """Read and clean the optional zone, construction and change layers."""
+    layers: dict[str, gpd.GeoDataFrame] = {}
+    for name in PROTECTION_INPUTS:
+        spec = getattr(cfg.inputs, name)
+        if spec is None:
+            continue
+        progress(f"reading {name}: {describe(spec)}")
+        frame = _read(spec, name, crs, cfg, qa)
+        counts[f"{name}_read"] = len(frame)
+        ids = frame["id"].astype(str).to_numpy() if "id" in frame else frame[FID].to_numpy()
+        frame = _clean(frame, name, ids, qa)
+        if name == "changes":
+            if "id" not in frame:
+                frame["id"] = frame[FID].astype(str)
+            frame["XZQDM"] = _county_codes(frame, counties, qa, "changes").to_numpy()
+        counts[f"{name}_used"] = len(frame)
+        layers[name] = frame
+    return ProtectionInputs(**layers)
 
 
 def validate_inputs(cfg: SurveyConfig, progress: Progress = _noop) -> Inputs:
@@ -360,6 +405,10 @@ def run_survey(
     t1 = time.perf_counter()
     threads = cfg.overlay.threads or default_threads()
     xmin, ymin, xmax, ymax = inputs.parcels.total_bounds
+    if inputs.protection.changes is not None and len(inputs.protection.changes):
+        # the soil cover must tile the change parcels too (which of them were black soil)
+        cx0, cy0, cx1, cy1 = inputs.protection.changes.total_bounds
+        xmin, ymin, xmax, ymax = min(xmin, cx0), min(ymin, cy0), max(xmax, cx1), max(ymax, cy1)
     extent = shapely.box(xmin - 10, ymin - 10, xmax + 10, ymax + 10)
     cover = prepare_soil(inputs.soil, extent, cfg.black_soil_types, qa)
     result = survey_parcels(
@@ -378,6 +427,33 @@ def run_survey(
     t2 = time.perf_counter()
     names = _county_names(inputs)
     pieces = archive_pieces(result.pieces, inputs.parcels, names, cfg.year)
+    timings["summaries"] = time.perf_counter() - t2
+
+    progress("protection status and conflicts")
+    t_p = time.perf_counter()
+    protection = analyse_protection(
+        pieces,
+        inputs.protection,
+        ProtectionRules(
+            cultivated_codes=cfg.cultivated_codes,
+            construction_codes=cfg.construction_codes,
+            digging_codes=cfg.digging_codes,
+            approved_cover_share=cfg.approved_cover_share,
+            min_piece_area=cfg.min_piece_area,
+        ),
+        cover=cover,
+        region=inputs.region,
+        names=names,
+        qa=qa,
+        threads=threads,
+        max_vertices=cfg.overlay.max_vertices,
+    )
+    for col in protection.fields.columns:
+        pieces[col] = protection.fields[col].to_numpy()
+    pieces = pieces.set_geometry("geometry")
+    timings["protection"] = time.perf_counter() - t_p
+
+    t2 = time.perf_counter()
     balance = archive_balance(result.balance, inputs.parcels)
     conservation = _conservation(balance)
     summary = county_summary(pieces, balance, names)
@@ -386,18 +462,20 @@ def run_survey(
         **inputs.counts,
         "pieces_black": len(pieces),
         "pieces_total": len(result.pieces),
+        **protection.counts,
         "qa_rows": len(qa),
     }
-    timings["summaries"] = time.perf_counter() - t2
-    meta = _metadata(cfg, inputs, counts, timings, conservation, reconciliation)
+    timings["summaries"] += time.perf_counter() - t2
+    meta = _metadata(cfg, inputs, counts, timings, conservation, reconciliation, protection.status)
     layers = {
         arc.PIECES: pieces,
         arc.BALANCE: balance,
         arc.COUNTY_SUMMARY: summary,
+        **protection.layers,
         arc.QA_LOG: qa.frame(),
         arc.METADATA: meta,
-        arc.DICTIONARY: arc.field_dictionary(),
     }
+    layers[arc.DICTIONARY] = arc.field_dictionary(layers=layers)
     progress(f"writing {cfg.output.path}")
     t3 = time.perf_counter()
     arc.write_archive(cfg.output.path, layers, overwrite=overwrite)
@@ -516,8 +594,12 @@ def county_summary(
     """Black-soil farmland per county and soil group, with county totals (TL = 合计) and a
     grand total (XZQDM = 合计), in m², 公顷 and 亩."""
     frame = pd.DataFrame(pieces.drop(columns="geometry"))
+    zone_cols = [c for c in PROTECTION_SUMMARY if c in frame]
+    if "JBNT_MJ" in frame:
+        frame["DNRHX_MJ"] = frame["TBDLMJ"] - frame["JBNT_MJ"]
+        zone_cols.insert(1, "DNRHX_MJ")
     # sum in integer cents so that the totals are exact
-    for col in ("TBMJ", "TBDLMJ"):
+    for col in ("TBMJ", "TBDLMJ", *zone_cols):
         frame[col] = np.round(frame[col].to_numpy() * 100).astype(np.int64)
     agg = {
         "TBGS": ("DABH", "size"),
@@ -525,6 +607,7 @@ def county_summary(
         "MJ": ("MJ", "sum"),
         "TBMJ": ("TBMJ", "sum"),
         "TBDLMJ": ("TBDLMJ", "sum"),
+        **{c: (c, "sum") for c in zone_cols},
     }
     by_group = frame.groupby(["XZQDM", "TL"], sort=True).agg(**agg).reset_index()
     by_county = frame.groupby("XZQDM", sort=True).agg(**agg).reset_index().assign(TL="合计")
@@ -541,6 +624,7 @@ def county_summary(
                     "MJ": frame["MJ"].sum(),
                     "TBMJ": frame["TBMJ"].sum(),
                     "TBDLMJ": frame["TBDLMJ"].sum(),
+                    **{c: frame[c].sum() for c in zone_cols},
                 }
             ]
         )
@@ -567,6 +651,7 @@ def county_summary(
                         "MJ": 0.0,
                         "TBMJ": 0,
                         "TBDLMJ": 0,
+                        **{c: 0 for c in zone_cols},
                     }
                 ),
             ],
@@ -582,7 +667,7 @@ def county_summary(
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(is_total & (out["GDTBDLMJ"] > 0), out["TBDLMJ"] / out["GDTBDLMJ"], np.nan)
-    for col in ("TBMJ", "TBDLMJ", "GDTBMJ", "GDTBDLMJ"):
+    for col in ("TBMJ", "TBDLMJ", "GDTBMJ", "GDTBDLMJ", *zone_cols):
         out[col] = out[col].to_numpy() / 100
     out["TBDLMJ_GQ"] = out["TBDLMJ"] / M2_PER_HECTARE
     out["TBDLMJ_MU"] = out["TBDLMJ"] / M2_PER_MU
@@ -606,6 +691,7 @@ def county_summary(
         "GDTBMJ",
         "GDTBDLMJ",
         "HTZB",
+        *zone_cols,
     ]
     out = out[cols].reset_index(drop=True)
     out["TBGS"] = out["TBGS"].astype(np.int64)
@@ -689,10 +775,11 @@ def _metadata(
     timings: dict[str, float],
     conservation: dict[str, object],
     reconciliation: dict[str, object],
+    protection: dict[str, str],
 ) -> pd.DataFrame:
     specs = {
         name: spec
-        for name in ("parcels", "soil", "counties", "region")
+        for name in ("parcels", "soil", "counties", "region", *PROTECTION_INPUTS)
         if (spec := getattr(cfg.inputs, name)) is not None
     }
     items = {
@@ -716,6 +803,7 @@ def _metadata(
         "counts": counts,
         "conservation": conservation,
         "reconciliation": reconciliation,
+        "protection": protection,
         "versions": _versions(),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -34,7 +34,10 @@ logger = logging.getLogger(__name__)
 Engine = Literal["pyogrio", "fiona"]
 
 #: semantic fields that hold land-class style codes (text with leading zeros)
-CODE_FIELDS = {"landuse": 4, "county": 6}
+CODE_FIELDS = {
+    "parcels": {"landuse": 4, "county": 6},
+    "changes": {"before": 4, "after": 4, "county": 6},
+}
 #: semantic fields that must be numbers
 NUMERIC_FIELDS = ("area", "deduction_rate")
 #: FID column carried along so QA rows can name features that have no id
@@ -385,8 +388,8 @@ def _sql_filter(attributes: pd.DataFrame, clause: str, where: str) -> np.ndarray
 def _fix_types(frame: gpd.GeoDataFrame, name: str, where: str, qa: QALog) -> gpd.GeoDataFrame:
     """Bring mapped fields to the types the survey needs, logging every value it had to change."""
     ids = frame["id"] if "id" in frame else frame[FID]
-    for semantic, width in CODE_FIELDS.items():
-        if semantic not in frame or name != "parcels":
+    for semantic, width in CODE_FIELDS.get(name, {}).items():
+        if semantic not in frame:
             continue
         col = frame[semantic]
         if pd.api.types.is_numeric_dtype(col):
