@@ -171,7 +171,7 @@ FIELDS: dict[str, list[tuple[str, str, str, str]]] = {
         ("TBDLMJ", "图斑地类面积", "m²", "TBMJ − KCMJ of this part"),
     ],
     OCCUPATION: [
-        ("XMXH", "项目序号", "", "the project's number in its layer (source order)"),
+        ("XMBH", "项目编号", "", "project id (its feature id in the source layer)"),
         ("XMMC", "项目名称", "", "project name"),
         ("PZWH", "批准文号", "", "approval number; empty = unapproved"),
         ("PZRQ", "批准日期", "", "approval date"),
@@ -188,7 +188,7 @@ FIELDS: dict[str, list[tuple[str, str, str, str]]] = {
         ("TBDLMJ", "图斑地类面积", "m²", "TBDLMJ of the overlap"),
     ],
     OCCUPATION_TOTALS: [
-        ("XMXH", "项目序号", "", "the project's number in its layer (source order)"),
+        ("XMBH", "项目编号", "", "project id (its feature id in the source layer)"),
         ("XMMC", "项目名称", "", "project name"),
         ("PZWH", "批准文号", "", "approval number; empty = unapproved"),
         ("PZRQ", "批准日期", "", "approval date"),

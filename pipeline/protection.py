@@ -320,8 +320,11 @@ def _approved(projects: gpd.GeoDataFrame) -> np.ndarray:
 
 
 def _project_ids(projects: gpd.GeoDataFrame) -> np.ndarray:
-    """A project's number in its layer (1-based source order): projects rarely carry an id."""
-    return np.arange(1, len(projects) + 1)
+    """A project's id as text: its ``id`` field (the runner puts the source feature id there
+    when the layer has none), else its 1-based position."""
+    ids = _text_field(projects, "id")
+    fallback = np.arange(1, len(projects) + 1).astype(str).astype(object)
+    return np.where(pd.isna(ids), fallback, ids).astype(object)
 
 
 def _construction_analysis(
@@ -353,7 +356,7 @@ def _construction_analysis(
     ids = _project_ids(projects)
     occupation = gpd.GeoDataFrame(
         {
-            "XMXH": ids[res.right].astype(np.int64),
+            "XMBH": ids[res.right],
             "XMMC": _text_field(projects, "name")[res.right],
             "PZWH": _text_field(projects, "approval")[res.right],
             "PZRQ": _text_field(projects, "approval_date")[res.right],
@@ -406,7 +409,7 @@ def _construction_analysis(
     agg = agg.reindex(np.arange(len(projects)), fill_value=0)
     totals = pd.DataFrame(
         {
-            "XMXH": ids.astype(np.int64),
+            "XMBH": ids,
             "XMMC": _text_field(projects, "name"),
             "PZWH": _text_field(projects, "approval"),
             "PZRQ": _text_field(projects, "approval_date"),
@@ -417,7 +420,7 @@ def _construction_analysis(
             "ZYTBDLMJ": agg["TBDLMJ_c"].to_numpy() / 100,
         }
     )
-    totals = totals.sort_values(["ZYTBDLMJ", "XMXH"], ascending=[False, True], kind="stable")
+    totals = totals.sort_values("ZYTBDLMJ", ascending=False, kind="stable")
     return fields, occupation.reset_index(drop=True), totals.reset_index(drop=True)
 
 
@@ -536,9 +539,9 @@ def _change_analysis(
             disjoint=False,
         )
         names_of = _text_field(projects, "name")
-        label = np.where(
-            pd.isna(names_of), "项目" + _project_ids(projects).astype(str), names_of
-        ).astype(object)
+        label = np.where(pd.isna(names_of), "项目" + _project_ids(projects), names_of).astype(
+            object
+        )
         on = ok[hits.right]
         approved_names = _joined(hits.left[on], label[hits.right[on]], n)
         unapproved_names = _joined(hits.left[~on], label[hits.right[~on]], n)

@@ -345,9 +345,9 @@ def _protection_inputs(
         counts[f"{name}_read"] = len(frame)
         ids = frame["id"].astype(str).to_numpy() if "id" in frame else frame[FID].to_numpy()
         frame = _clean(frame, name, ids, qa)
+        if "id" not in frame:  # rows are named by their source feature id
+            frame["id"] = frame[FID].astype(str)
         if name == "changes":
-            if "id" not in frame:
-                frame["id"] = frame[FID].astype(str)
             frame["XZQDM"] = _county_codes(frame, counties, qa, "changes").to_numpy()
         counts[f"{name}_used"] = len(frame)
         layers[name] = frame

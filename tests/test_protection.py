@@ -270,7 +270,7 @@ def test_project_covering_two_pieces(job):
         "JSXMYD",
     )
     _, layers = run(job)
-    jszy = layers["HTGD_JSZY"].sort_values(["XMXH", "BSM"])
+    jszy = layers["HTGD_JSZY"].sort_values(["XMBH", "BSM"])
     assert jszy["XMMC"].tolist() == ["甲项目", "甲项目", "乙项目"]
     assert jszy["PZZT"].tolist() == ["已批准", "已批准", "未批准"]
     assert jszy["MJ"].tolist() == [2000.0, 2000.0, 2000.0]
