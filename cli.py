@@ -60,6 +60,8 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
       blacksoil survey job.yaml --overwrite
       blacksoil validate job.yaml
       blacksoil inspect out/archive.gpkg
+      blacksoil report out/archive.gpkg --out out/report
+      blacksoil diff out/2024.gpkg out/2025.gpkg --out out/diff.gpkg
     """
     level = (
         logging.ERROR if quiet else [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
@@ -86,24 +88,77 @@ def _load(config: str | None, out: str | None = None) -> pipeline.SurveyConfig:
 @click.option(
     "--out", "out", type=click.Path(dir_okay=False), help="Archive path (overrides output.path)."
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing archive.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing archive (and its report).")
+@click.option(
+    "--no-report", is_flag=True, help="Do not write the report folder beside the archive."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Run the partitions on a local dask cluster of N worker processes.",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Run the partitions on an existing dask cluster (tcp://HOST:PORT).",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Keep the partitions an interrupted run finished; run only the others.",
+)
 @click.pass_context
-def survey(ctx: click.Context, config: str | None, out: str | None, overwrite: bool) -> None:
-    """Run a survey job and write its archive.
+def survey(
+    ctx: click.Context,
+    config: str | None,
+    out: str | None,
+    overwrite: bool,
+    no_report: bool,
+    workers: int | None,
+    scheduler: str | None,
+    resume: bool,
+) -> None:
+    """Run a survey job and write its archive, and its report beside it.
 
     CONFIG is the job's YAML file; without it the demo job (configs/demo.yaml) runs on the
-    shipped demo data.
+    shipped demo data. The report (report.html, summary.xlsx, csv/) goes to
+    <archive folder>/<archive stem>_report/.
 
     \b
     Examples:
       blacksoil survey
       blacksoil survey configs/demo.yaml --out /tmp/demo.gpkg --overwrite
-      blacksoil -q survey job.yaml
+      blacksoil -q survey job.yaml --no-report
+      blacksoil survey province.yaml --workers 8
+      blacksoil survey province.yaml --scheduler tcp://10.0.0.5:8786 --resume
     """
+    from pipeline import report
+
     quiet = ctx.obj["quiet"]
+    progress = _Progress(quiet)
     try:
         cfg = _load(config, out)
-        outcome = pipeline.run_survey(cfg, overwrite=overwrite, progress=_Progress(quiet))
+        folder = report.report_folder(cfg.output.path)
+        if not no_report:
+            report.check_report_folder(folder, overwrite)
+        no_report = no_report or cfg.output.format == "parquet"  # the report reads a GeoPackage
+        outcome = pipeline.run_survey(
+            cfg,
+            overwrite=overwrite,
+            progress=progress,
+            workers=workers,
+            scheduler=scheduler,
+            resume=resume,
+        )
+        if not no_report:
+            progress(f"writing the report: {folder}")
+            report.write_report(
+                outcome.archive,
+                folder,
+                targets=cfg.report.targets,
+                base=cfg.report.base_archive,
+                overwrite=overwrite,
+            )
     except PipelineError as err:
         raise _fail(err) from None
     if quiet:
@@ -120,6 +175,8 @@ def survey(ctx: click.Context, config: str | None, out: str | None, overwrite: b
         f"conservation: {'PASSED' if cons['passed'] else 'FAILED'} "
         f"({cons['parcels']} parcels, max relative error {cons['max_rel_error']:.2e})"
     )
+    if not no_report:
+        click.echo(f"report: {folder / report.HTML_NAME}")
 
 
 def _echo_totals(totals) -> None:
@@ -194,8 +251,129 @@ def inspect(archive: str) -> None:
         )
 
 
+@cli.command("report")
+@click.argument("archive", type=click.Path(dir_okay=False))
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False),
+    help="Report folder (default: <archive folder>/<archive stem>_report).",
+)
+@click.option(
+    "--targets",
+    type=click.Path(dir_okay=False),
+    help="CSV of county protection targets: XZQDM and MBMJ_GQ (公顷), MBMJ_MU (亩) or MBMJ (m²).",
+)
+@click.option(
+    "--base",
+    type=click.Path(dir_okay=False),
+    help="Base-year archive: its county totals are the targets where --targets gives none.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing report.")
+def report_command(
+    archive: str, out: str | None, targets: str | None, base: str | None, overwrite: bool
+) -> None:
+    """Write the report of an archive: report.html, summary.xlsx and csv/ tables.
+
+    The page is one offline file (no external reference); with --targets or --base it holds
+    the responsibility assessment (保护责任考核) per county.
+
+    \b
+    Examples:
+      blacksoil report out/demo_archive.gpkg --out out/demo_report
+      blacksoil report out/2025.gpkg --base out/2024.gpkg --overwrite
+      blacksoil report out/2025.gpkg --targets targets.csv
+    """
+    from pipeline import report
+
+    folder = Path(out) if out else report.report_folder(archive)
+    try:
+        files = pipeline.write_report(
+            archive, folder, targets=targets, base=base, overwrite=overwrite
+        )
+    except PipelineError as err:
+        raise _fail(err) from None
+    click.echo(f"report: {files.html}")
+    click.echo(f"workbook: {files.xlsx}")
+    click.echo(f"tables: {len(files.csv)} CSV files in {files.html.parent / report.CSV_FOLDER}")
+
+
+@cli.command("diff")
+@click.argument("old_archive", type=click.Path(dir_okay=False))
+@click.argument("new_archive", type=click.Path(dir_okay=False))
+@click.option(
+    "--out", "out", type=click.Path(dir_okay=False), help="Write the comparison (GeoPackage)."
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing comparison file.")
+@click.option(
+    "--match-share",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="Parcels overlapping by this share of the smaller one are the same land.",
+)
+def diff_command(
+    old_archive: str, new_archive: str, out: str | None, overwrite: bool, match_share: float
+) -> None:
+    """Compare two years: black-soil farmland lost, gained and changed, per county.
+
+    Parcels are matched by identity (BSM) and location, so a re-digitised or renumbered
+    parcel is not reported as lost and found.
+
+    \b
+    Examples:
+      blacksoil diff out/2024.gpkg out/2025.gpkg
+      blacksoil diff out/2024.gpkg out/2025.gpkg --out out/diff_2024_2025.gpkg
+    """
+    try:
+        if out:
+            from pipeline.archive import check_output
+
+            check_output(Path(out), overwrite)
+        result = pipeline.diff_archives(old_archive, new_archive, match_share=match_share)
+        if out:
+            pipeline.write_diff(result, out, overwrite=overwrite)
+    except PipelineError as err:
+        raise _fail(err) from None
+    _echo_diff(result)
+    if out:
+        click.echo(f"comparison: {out}")
+
+
+def _echo_diff(result) -> None:
+    s = result.summary
+    c = result.counties
+    total = c.iloc[-1]
+    click.echo(
+        f"black-soil farmland {result.old_year} → {result.new_year}: "
+        f"{total['JQMJ_GQ']:,.4f} → {total['BQMJ_GQ']:,.4f} 公顷 "
+        f"({total['JBHMJ_GQ']:+,.4f} 公顷)"
+    )
+    click.echo(
+        f"lost {s['lost']} parcels ({total['JSMJ'] / 10_000:,.4f} 公顷), "
+        f"gained {s['gained']} ({total['ZJMJ'] / 10_000:,.4f} 公顷), "
+        f"changed {s['changed']} (−{total['BGJSMJ'] / 10_000:,.4f} / "
+        f"+{total['BGZJMJ'] / 10_000:,.4f} 公顷)"
+    )
+    click.echo("by county (公顷): old, new, lost, gained, net change")
+    for _, r in c.iloc[:-1].iterrows():
+        click.echo(
+            f"  {r['XZQDM']:>6} {r['XZQMC'] or '':<8} {r['JQMJ_GQ']:>12,.4f} "
+            f"{r['BQMJ_GQ']:>12,.4f} {r['JSMJ'] / 10_000:>10,.4f} {r['ZJMJ'] / 10_000:>10,.4f} "
+            f"{r['JBHMJ_GQ']:>+12,.4f}"
+        )
+
+
 @cli.command("demo-data")
-@click.argument("outdir", type=click.Path(file_okay=False))
+@click.argument("outdir", required=False, type=click.Path(file_okay=False))
+@click.option("--out", "out", type=click.Path(file_okay=False), help="Output folder (or OUTDIR).")
+@click.option(
+    "--next-year",
+    "next_year",
+    type=click.Path(file_okay=False),
+    help="Make the year after the demo data in this folder (changes, projects, parcels).",
+)
+@click.option("--year", type=int, help="With --next-year: the new survey year [default: N+1].")
 @click.option("--parcels", default=6000, show_default=True, type=int, help="Number of parcels.")
 @click.option(
     "--counties",
@@ -203,7 +381,7 @@ def inspect(archive: str) -> None:
     show_default=True,
     help="Comma-separated county codes (吉林省 counties).",
 )
-@click.option("--seed", default=2024, show_default=True, type=int, help="Random seed.")
+@click.option("--seed", type=int, help="Random seed [default: 2024; 2025 with --next-year].")
 @click.option(
     "--soil-polygon-ha",
     default=50.0,
@@ -211,8 +389,21 @@ def inspect(archive: str) -> None:
     type=float,
     help="Typical soil polygon size in hectares.",
 )
-def demo_data(outdir: str, parcels: int, counties: str, seed: int, soil_polygon_ha: float) -> None:
-    """Make synthetic survey data (parcels, soil map, counties, region) of any size.
+@click.pass_context
+def demo_data(
+    ctx: click.Context,
+    outdir: str | None,
+    out: str | None,
+    next_year: str | None,
+    year: int | None,
+    parcels: int,
+    counties: str,
+    seed: int | None,
+    soil_polygon_ha: float,
+) -> None:
+    """Make synthetic survey data of any size: parcels, soil map, counties, region, the year's
+    change parcels, construction projects, basic farmland and zoning; or, with --next-year,
+    the following year of such a data set.
 
     \b
     Examples:
@@ -220,12 +411,38 @@ def demo_data(outdir: str, parcels: int, counties: str, seed: int, soil_polygon_
       blacksoil demo-data /tmp/big --parcels 200000
       blacksoil demo-data /tmp/two --counties 220122,220183
       blacksoil demo-data /tmp/coarse --parcels 140000 --soil-polygon-ha 900
+      blacksoil demo-data --next-year data/demo --out /tmp/demo-2025
     """
-    codes = [c.strip() for c in counties.split(",") if c.strip()]
+    from click.core import ParameterSource
+
+    seeded = {} if seed is None else {"seed": seed}
     try:
-        written = pipeline.make_demo_data(
-            outdir, parcels=parcels, counties=codes, seed=seed, soil_polygon_ha=soil_polygon_ha
-        )
+        if outdir and out and Path(outdir) != Path(out):
+            raise UsageError("give the output folder once: OUTDIR or --out")
+        target = out or outdir
+        if target is None:
+            raise UsageError("give the output folder: OUTDIR or --out DIR")
+        if next_year is not None:
+            given = [
+                "--" + name.replace("_", "-")
+                for name in ("parcels", "counties", "soil_polygon_ha")
+                if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
+            ]
+            if given:
+                raise UsageError(
+                    f"{', '.join(given)} cannot be used with --next-year: "
+                    f"the parcels come from {next_year}"
+                )
+            from pipeline.demo import make_next_year
+
+            written = make_next_year(next_year, target, year=year, **seeded)
+        else:
+            if year is not None:
+                raise UsageError("--year applies only with --next-year")
+            codes = [c.strip() for c in counties.split(",") if c.strip()]
+            written = pipeline.make_demo_data(
+                target, parcels=parcels, counties=codes, soil_polygon_ha=soil_polygon_ha, **seeded
+            )
     except PipelineError as err:
         raise _fail(err) from None
     for name, path in written.items():

@@ -77,9 +77,10 @@ def _reference(pieces: gpd.GeoDataFrame, layers: dict, soil_black: gpd.GeoDataFr
             gpd.overlay(p, zone, how="difference", keep_geom_type=True)
     projects = layers["construction"]
     gpd.overlay(p, projects[["geometry"]], how="intersection", keep_geom_type=True)
-    changes = layers["changes"][["BSM", "geometry"]]
+    changes = layers["changes"][["id", "geometry"]]
     gpd.overlay(changes, soil_black, how="intersection", keep_geom_type=True)
-    approved = projects[projects["PZWH"].fillna("").str.strip() != ""][["geometry"]]
+    approval = projects["approval"].astype(object).where(projects["approval"].notna(), "")
+    approved = projects[approval.astype(str).str.strip() != ""][["geometry"]]
     gpd.overlay(changes, approved, how="intersection", keep_geom_type=True)
     return out
 

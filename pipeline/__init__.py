@@ -10,7 +10,13 @@ against the soil map's black-soil types, and the result is written as a GeoPacka
 - :func:`open_archive`, :func:`read_metadata` — read an archive back;
 - :func:`overlay` — the overlay engine on geometry arrays;
 - :func:`ellipsoidal_area`, :func:`allocate_cents` — the area rules;
-- :func:`make_demo_data` — synthetic survey data of any size.
+- :func:`make_demo_data` — synthetic survey data of any size;
+- :func:`county_totals`, :func:`soil_group_totals`, :func:`county_by_soil_group`,
+  :func:`conflict_lists`, :func:`protection_summary`, :func:`quality_summary`,
+  :func:`qa_summary`, :func:`select_county`, :func:`responsibility_assessment`,
+  :func:`read_targets`, :func:`field_title` — summary tables of an archive;
+- :func:`write_report` — the HTML report, workbook and CSV tables of an archive;
+- :func:`diff_archives`, :func:`write_diff` — the yearly comparison of two archives.
 """
 
 from __future__ import annotations
@@ -30,6 +36,19 @@ from .errors import (
 )
 from .overlay import overlay
 from .runner import SurveyOutcome, run_survey, validate_inputs
+from .summaries import (
+    conflict_lists,
+    county_by_soil_group,
+    county_totals,
+    field_title,
+    protection_summary,
+    qa_summary,
+    quality_summary,
+    read_targets,
+    responsibility_assessment,
+    select_county,
+    soil_group_totals,
+)
 
 __all__ = [
     "ConfigError",
@@ -43,14 +62,28 @@ __all__ = [
     "__version__",
     "allocate_cents",
     "config_from_dict",
+    "conflict_lists",
+    "county_by_soil_group",
+    "county_totals",
+    "diff_archives",
     "ellipsoidal_area",
+    "field_title",
     "load_config",
     "make_demo_data",
     "open_archive",
     "overlay",
+    "protection_summary",
+    "qa_summary",
+    "quality_summary",
     "read_metadata",
+    "read_targets",
+    "responsibility_assessment",
     "run_survey",
+    "select_county",
+    "soil_group_totals",
     "validate_inputs",
+    "write_diff",
+    "write_report",
 ]
 
 
@@ -60,4 +93,13 @@ def __getattr__(name: str) -> object:
         from .demo import make_demo_data
 
         return make_demo_data
+    # the report pulls in matplotlib and openpyxl: import it (and the diff) only when asked for
+    if name == "write_report":
+        from .report import write_report
+
+        return write_report
+    if name in ("diff_archives", "write_diff"):
+        from . import diff
+
+        return getattr(diff, name)
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

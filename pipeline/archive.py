@@ -32,6 +32,7 @@ COUNTY_SUMMARY = "HTGD_XZQHZ"  # 县级汇总
 QA_LOG = "HTGD_ZJJL"  # 质检记录
 METADATA = "HTGD_YXXX"  # 运行信息
 DICTIONARY = "HTGD_ZDZD"  # 字段字典
+QUALITY_SUMMARY = "HTGD_ZLHZ"  # 质量汇总 (quality per county and soil group)
 OUTSIDE_FARMLAND = "HTGD_DNRHX"  # 待纳入红线 (outside basic farmland)
 ZONING_CONFLICTS = "HTGD_GHCT"  # 规划冲突
 OCCUPATION = "HTGD_JSZY"  # 建设占用
@@ -43,6 +44,7 @@ LAYER_TITLES: dict[str, str] = {
     PIECES: "黑土耕地图斑",
     BALANCE: "图斑面积平衡表",
     COUNTY_SUMMARY: "县级行政区汇总表",
+    QUALITY_SUMMARY: "黑土耕地质量汇总表",
     OUTSIDE_FARMLAND: "永久基本农田外黑土耕地（待纳入红线）",
     ZONING_CONFLICTS: "城镇开发边界和生态保护红线内黑土耕地",
     OCCUPATION: "建设项目占用黑土耕地",
@@ -93,6 +95,34 @@ FIELDS: dict[str, list[tuple[str, str, str, str]]] = {
         ("JSZY_ZB", "建设项目占用占比", "", "planar share under construction projects"),
         ("SFJSZY", "是否被建设项目占用", "", "1 where a construction project overlaps"),
         ("SFWPZY", "是否被未批项目占用", "", "1 where an unapproved project overlaps"),
+        ("HTHD_PJ", "黑土层厚度均值", "cm", "black-soil layer thickness, coverage-weighted mean"),
+        ("HTHD_MIN", "黑土层厚度最小值", "cm", "thickness: smallest cell value under the piece"),
+        ("HTHD_MAX", "黑土层厚度最大值", "cm", "thickness: largest cell value under the piece"),
+        ("HTHD_FGL", "黑土层厚度覆盖率", "", "share of the piece over thickness cells with data"),
+        (
+            "HTHDJB",
+            "黑土层厚度级别",
+            "",
+            "1 薄层 thin ≤30 cm, 2 中层 medium 30-60 cm, 3 厚层 thick >60 cm "
+            "(quality.thickness_breaks)",
+        ),
+        ("YJZ_PJ", "有机质含量均值", "g/kg", "soil organic matter, coverage-weighted mean"),
+        ("YJZ_MIN", "有机质含量最小值", "g/kg", "organic matter: smallest value under the piece"),
+        ("YJZ_MAX", "有机质含量最大值", "g/kg", "organic matter: largest value under the piece"),
+        ("YJZ_FGL", "有机质含量覆盖率", "", "share of the piece over organic-matter data"),
+        (
+            "YJZJB",
+            "有机质含量分级",
+            "",
+            "second soil census: 1 >40, 2 30-40, 3 20-30, 4 10-20, 5 6-10, 6 ≤6 g/kg "
+            "(quality.organic_matter_breaks)",
+        ),
+        ("GC_PJ", "高程均值", "m", "DEM elevation, coverage-weighted mean"),
+        ("GC_MIN", "高程最小值", "m", "elevation: smallest value of a cell under the piece"),
+        ("GC_MAX", "高程最大值", "m", "elevation: largest value of a cell under the piece"),
+        ("GC_FGL", "高程覆盖率", "", "share of the piece over DEM cells with data"),
+        ("PD_PJ", "坡度均值", "°", "slope from the DEM (Horn, metre cell sizes), weighted mean"),
+        ("PDJB", "坡度级别（DEM）", "", "grade of PD_PJ: 1 ≤2°, 2 2-6°, 3 6-15°, 4 15-25°, 5 >25°"),
     ],
     BALANCE: [
         ("BSM", "标识码", "", "parcel id"),
@@ -231,6 +261,37 @@ FIELDS: dict[str, list[tuple[str, str, str, str]]] = {
         ("GDPHMJ", "耕地占补差额", "m²", "BCGDMJ − ZYGDMJ"),
         ("HTPHMJ", "黑土耕地占补差额", "m²", "BCHTMJ − ZYHTMJ"),
         ("SFPH", "是否占补平衡", "", "是 where HTPHMJ ≥ 0"),
+    ],
+    QUALITY_SUMMARY: [
+        ("XZQDM", "行政区代码", "", "county code; 合计 = all counties"),
+        ("XZQMC", "行政区名称", "", "county name"),
+        ("TL", "土类", "", "black-soil group; 合计 = all groups"),
+        ("TBGS", "图斑个数", "", "number of black-soil pieces"),
+        ("TBDLMJ", "图斑地类面积", "m²", "TBDLMJ of the pieces, the area basis of this table"),
+        ("HTHD_PJ", "黑土层厚度加权均值", "cm", "mean weighted by TBDLMJ × coverage share"),
+        ("HTHD_FGMJ", "黑土层厚度有数据面积", "m²", "sum of TBDLMJ × coverage share"),
+        ("HTHDJB1_MJ", "薄层黑土面积", "m²", "TBDLMJ of pieces with HTHDJB 1 (thin)"),
+        ("HTHDJB2_MJ", "中层黑土面积", "m²", "TBDLMJ of pieces with HTHDJB 2 (medium)"),
+        ("HTHDJB3_MJ", "厚层黑土面积", "m²", "TBDLMJ of pieces with HTHDJB 3 (thick)"),
+        ("HTHDJB_WSJMJ", "厚度无数据面积", "m²", "TBDLMJ of pieces without a class"),
+        ("YJZ_PJ", "有机质含量加权均值", "g/kg", "mean weighted by TBDLMJ × coverage share"),
+        ("YJZ_FGMJ", "有机质含量有数据面积", "m²", "sum of TBDLMJ × coverage share"),
+        ("YJZJB1_MJ", "有机质1级面积", "m²", "TBDLMJ of pieces with YJZJB 1"),
+        ("YJZJB2_MJ", "有机质2级面积", "m²", "TBDLMJ of pieces with YJZJB 2"),
+        ("YJZJB3_MJ", "有机质3级面积", "m²", "TBDLMJ of pieces with YJZJB 3"),
+        ("YJZJB4_MJ", "有机质4级面积", "m²", "TBDLMJ of pieces with YJZJB 4"),
+        ("YJZJB5_MJ", "有机质5级面积", "m²", "TBDLMJ of pieces with YJZJB 5"),
+        ("YJZJB6_MJ", "有机质6级面积", "m²", "TBDLMJ of pieces with YJZJB 6"),
+        ("YJZJB_WSJMJ", "有机质无数据面积", "m²", "TBDLMJ of pieces without a grade"),
+        ("GC_PJ", "高程加权均值", "m", "mean weighted by TBDLMJ × coverage share"),
+        ("GC_FGMJ", "高程有数据面积", "m²", "sum of TBDLMJ × coverage share"),
+        ("PD_PJ", "坡度加权均值", "°", "mean slope weighted by TBDLMJ × DEM coverage"),
+        ("PDJB1_MJ", "坡度1级面积", "m²", "TBDLMJ of pieces with PDJB 1"),
+        ("PDJB2_MJ", "坡度2级面积", "m²", "TBDLMJ of pieces with PDJB 2"),
+        ("PDJB3_MJ", "坡度3级面积", "m²", "TBDLMJ of pieces with PDJB 3"),
+        ("PDJB4_MJ", "坡度4级面积", "m²", "TBDLMJ of pieces with PDJB 4"),
+        ("PDJB5_MJ", "坡度5级面积", "m²", "TBDLMJ of pieces with PDJB 5"),
+        ("PDJB_WSJMJ", "坡度无数据面积", "m²", "TBDLMJ of pieces without a slope grade"),
     ],
     QA_LOG: [
         ("layer", "图层", "", "input layer"),

@@ -10,7 +10,9 @@ in the defaults, which come from the national standards (DESIGN.md §3). Every k
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +100,28 @@ class InputSpec:
     crs: str | None = None
     #: the fields the user named explicitly (they must exist; defaults may be absent)
     explicit_fields: frozenset[str] = frozenset()
+    #: soil map as a classified raster (``inputs.soil`` only): cell value → soil type, band, nodata
+    raster_values: dict[int, str] | None = None
+    band: int = 1
+    nodata: float | None = None
+
+
+#: names of ``inputs.rasters`` the quality stage understands, and their field prefixes
+RASTER_PREFIXES: dict[str, str] = {"thickness": "HTHD", "organic_matter": "YJZ", "dem": "GC"}
+#: prefixes generic raster names may not take (the known ones and the slope's)
+_RESERVED_PREFIXES = {*RASTER_PREFIXES.values(), "PD", "PDJB", "HTHDJB", "YJZJB"}
+#: file endings that make ``inputs.soil`` a classified raster
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img")
+
+
+@dataclass(frozen=True)
+class RasterSpec:
+    """One raster of ``inputs.rasters``: file, band, nodata override, CRS override."""
+
+    path: Path
+    band: int = 1
+    nodata: float | None = None
+    crs: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +135,7 @@ class Inputs:
     ecological_redline: InputSpec | None = None
     construction: InputSpec | None = None
     changes: InputSpec | None = None
+    rasters: dict[str, RasterSpec] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -125,8 +150,41 @@ class OverlayOptions:
 
 
 @dataclass(frozen=True)
+class QualityOptions:
+    """Class thresholds of the quality stage; a value on a break belongs to the class below."""
+
+    #: black-soil layer thickness (cm): 薄层 ≤ 30 < 中层 ≤ 60 < 厚层
+    thickness_breaks: tuple[float, ...] = (30.0, 60.0)
+    #: organic matter (g/kg): grade 6 ≤ 6 < 5 ≤ 10 < 4 ≤ 20 < 3 ≤ 30 < 2 ≤ 40 < grade 1
+    organic_matter_breaks: tuple[float, ...] = (6.0, 10.0, 20.0, 30.0, 40.0)
+
+
+@dataclass(frozen=True)
 class OutputOptions:
     path: Path
+    #: ``gpkg``: one GeoPackage; ``parquet``: a folder of GeoParquet files, partitioned by county
+    format: Literal["gpkg", "parquet"] = "gpkg"
+    #: the archive's declared CRS; None: the working CRS (EPSG:4490 when partitions span zones)
+    crs: str | None = None
+
+
+@dataclass(frozen=True)
+class PartitionOptions:
+    """How a job is split for scale-out (``partition:``): by county, by a grid, or not at all."""
+
+    by: Literal["none", "county", "grid"] = "none"
+    #: grid cell size in metres (``by: grid``, or ``county`` where no county is known)
+    grid_size_m: float = 50_000.0
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """The report beside the archive: inputs of the responsibility assessment (保护责任考核)."""
+
+    #: CSV of county targets (XZQDM and MBMJ_GQ 公顷, MBMJ_MU 亩 or MBMJ m²)
+    targets: Path | None = None
+    #: a base-year archive: its black-soil farmland per county is the target where none is given
+    base_archive: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +204,9 @@ class SurveyConfig:
     min_piece_area: float = 0.1
     io: IOOptions = field(default_factory=IOOptions)
     overlay: OverlayOptions = field(default_factory=OverlayOptions)
+    quality: QualityOptions = field(default_factory=QualityOptions)
+    report: ReportOptions = field(default_factory=ReportOptions)
+    partition: PartitionOptions = field(default_factory=PartitionOptions)
     source: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -163,6 +224,9 @@ _TOP_KEYS = {
     "min_piece_area": ((int, float), False),
     "io": (dict, False),
     "overlay": (dict, False),
+    "report": (dict, False),
+    "quality": (dict, False),
+    "partition": (dict, False),
 }
 _INPUT_KEYS = {
     "path": (str, True),
@@ -170,6 +234,18 @@ _INPUT_KEYS = {
     "fields": (dict, False),
     "where": (str, False),
     "encoding": (str, False),
+    "crs": ((str, int), False),
+}
+#: keys of a soil map given as a classified raster (``inputs.soil`` only)
+_SOIL_RASTER_KEYS = {
+    "raster_values": (dict, False),
+    "band": (int, False),
+    "nodata": ((int, float), False),
+}
+_RASTER_KEYS = {
+    "path": (str, True),
+    "band": (int, False),
+    "nodata": ((int, float), False),
     "crs": ((str, int), False),
 }
 
@@ -207,7 +283,7 @@ def _join(path: str, key: object) -> str:
 
 def _input_spec(data: Any, name: str, base: Path) -> InputSpec:
     path = f"inputs.{name}"
-    _check_mapping(data, _INPUT_KEYS, path)
+    _check_mapping(data, {**_INPUT_KEYS, **(_SOIL_RASTER_KEYS if name == "soil" else {})}, path)
     defaults = _DEFAULT_FIELDS[name]
     user_fields = data.get("fields") or {}
     for key, value in user_fields.items():
@@ -228,7 +304,96 @@ def _input_spec(data: Any, name: str, base: Path) -> InputSpec:
         encoding=data.get("encoding"),
         crs=None if crs is None else (f"EPSG:{crs}" if isinstance(crs, int) else crs),
         explicit_fields=frozenset(user_fields),
+        **(_soil_raster(data, resolved, path) if name == "soil" else {}),
     )
+
+
+def _soil_raster(data: dict, resolved: Path, path: str) -> dict[str, Any]:
+    """The soil-raster keys of ``inputs.soil``: a raster file needs ``raster_values``."""
+    values = data.get("raster_values")
+    is_raster = resolved.suffix.lower() in RASTER_SUFFIXES
+    if values is None:
+        if is_raster:
+            raise ConfigError(
+                f"{path}.raster_values: required for a soil raster (cell value → soil type, "
+                "e.g. {1: 黑土, 2: 黑钙土})"
+            )
+        for key in ("band", "nodata"):
+            if data.get(key) is not None:
+                raise ConfigError(f"{path}.{key}: only for a soil raster (with raster_values)")
+        return {}
+    if not values:
+        raise ConfigError(f"{path}.raster_values: expected at least one value → soil type")
+    table: dict[int, str] = {}
+    for value, soil in values.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}.raster_values: expected integer cell values, got {value!r}")
+        if isinstance(soil, bool) or not isinstance(soil, str | int) or not str(soil).strip():
+            raise ConfigError(
+                f"{path}.raster_values.{value}: expected a soil type name or code, got {soil!r}"
+            )
+        table[value] = str(soil).strip()
+    band = data.get("band", 1)
+    if band < 1:
+        raise ConfigError(f"{path}.band: expected a band number from 1, got {band!r}")
+    nodata = data.get("nodata")
+    return {
+        "raster_values": table,
+        "band": band,
+        "nodata": None if nodata is None else float(nodata),
+    }
+
+
+def _raster_specs(data: Any, base: Path) -> dict[str, RasterSpec]:
+    """``inputs.rasters``: name → {path, band, nodata, crs}."""
+    specs: dict[str, RasterSpec] = {}
+    for name, spec in data.items():
+        path = f"inputs.rasters.{name}"
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,15}", name):
+            raise ConfigError(
+                f"{path}: a raster name must be a letter then letters, digits or _ "
+                "(at most 16), as it names the archive fields"
+            )
+        if name not in RASTER_PREFIXES and name.upper() in _RESERVED_PREFIXES:
+            raise ConfigError(f"{path}: the name {name!r} clashes with a quality field prefix")
+        if spec is None:
+            raise ConfigError(f"{path}: expected a mapping with at least 'path'")
+        _check_mapping(spec, _RASTER_KEYS, path)
+        raw = Path(str(spec["path"])).expanduser()
+        band = spec.get("band", 1)
+        if band < 1:
+            raise ConfigError(f"{path}.band: expected a band number from 1, got {band!r}")
+        crs = spec.get("crs")
+        nodata = spec.get("nodata")
+        specs[name] = RasterSpec(
+            path=Path(os.path.normpath(raw if raw.is_absolute() else base / raw)),
+            band=band,
+            nodata=None if nodata is None else float(nodata),
+            crs=None if crs is None else (f"EPSG:{crs}" if isinstance(crs, int) else crs),
+        )
+    prefixes = [name.upper() for name in specs]
+    if len(set(prefixes)) != len(prefixes):
+        raise ConfigError("inputs.rasters: two raster names differ only in letter case")
+    return specs
+
+
+def _quality_options(data: Any) -> QualityOptions:
+    """The ``quality:`` block: class thresholds, ascending numbers of the standard's count."""
+    keys = ("thickness_breaks", "organic_matter_breaks")
+    _check_mapping(data, dict.fromkeys(keys, (list, False)), "quality")
+    defaults = QualityOptions()
+    out = {}
+    for key in keys:
+        value = data.get(key)
+        if value is None:
+            continue
+        count = len(getattr(defaults, key))
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        ascending = numbers and all(b > a for a, b in itertools.pairwise(value))
+        if not ascending or len(value) != count:
+            raise ConfigError(f"quality.{key}: expected {count} ascending numbers, got {value!r}")
+        out[key] = tuple(float(v) for v in value)
+    return QualityOptions(**out)
 
 
 def _black_soil_table(value: Any) -> tuple[dict[str, str], tuple[str, ...]]:
@@ -317,7 +482,8 @@ def config_from_dict(
     _check_mapping(
         inputs,
         {"parcels": (dict, True), "soil": (dict, True), "counties": (dict, False),
-         "region": (dict, False), **{name: (dict, False) for name in PROTECTION_INPUTS}},
+         "region": (dict, False), **{name: (dict, False) for name in PROTECTION_INPUTS},
+         "rasters": (dict, False)},
         "inputs",
     )  # fmt: skip
     specs = {
@@ -325,12 +491,34 @@ def config_from_dict(
         for name in ("parcels", "soil", "counties", "region", *PROTECTION_INPUTS)
         if inputs.get(name) is not None
     }
+    rasters = _raster_specs(inputs.get("rasters") or {}, base)
 
-    output = _check_mapping(data["output"], {"path": (str, True)}, "output")
+    output = _check_mapping(
+        data["output"],
+        {"path": (str, True), "format": (str, False), "crs": ((str, int), False)},
+        "output",
+    )
     out_path = Path(output["path"]).expanduser()
     out_path = Path(os.path.normpath(out_path if out_path.is_absolute() else base / out_path))
-    if out_path.suffix.lower() != ".gpkg":
+    out_format = output.get("format") or "gpkg"
+    if out_format not in ("gpkg", "parquet"):
+        raise ConfigError(f"output.format: expected one of gpkg, parquet, got {out_format!r}")
+    if out_format == "gpkg" and out_path.suffix.lower() != ".gpkg":
         raise ConfigError(f"output.path: the archive must be a .gpkg file, got {output['path']!r}")
+    if out_format == "parquet" and out_path.suffix.lower() == ".gpkg":
+        raise ConfigError(
+            f"output.path: a parquet archive is a folder, not a .gpkg file: {output['path']!r}"
+        )
+    out_crs = output.get("crs")
+    if out_crs is not None:
+        out_crs = f"EPSG:{out_crs}" if isinstance(out_crs, int) else str(out_crs)
+        _check_crs(out_crs, "output.crs")
+    partition = _options(PartitionOptions, data.get("partition") or {}, "partition")
+    if partition.grid_size_m <= 0:
+        raise ConfigError(
+            "partition.grid_size_m: expected a cell size in metres > 0, "
+            f"got {partition.grid_size_m}"
+        )
 
     crs = str(data.get("crs") or "auto")
     if crs != "auto":
@@ -356,8 +544,8 @@ def config_from_dict(
         raise ConfigError(f"overlay.threads: expected 0 (auto) or more, got {overlay.threads}")
     return SurveyConfig(
         year=year,
-        inputs=Inputs(**specs),
-        output=OutputOptions(path=out_path),
+        inputs=Inputs(**specs, rasters=rasters),
+        output=OutputOptions(path=out_path, format=out_format, crs=out_crs),
         crs=crs,
         black_soil_types=table,
         black_soil_groups=groups,
@@ -368,9 +556,25 @@ def config_from_dict(
         min_piece_area=float(min_piece),
         io=_options(IOOptions, data.get("io") or {}, "io"),
         overlay=overlay,
+        quality=_quality_options(data.get("quality") or {}),
+        report=_report_options(data.get("report"), base),
+        partition=partition,
         source=source,
         raw=data,
     )
+
+
+def _report_options(data: Any, base: Path) -> ReportOptions:
+    """``report: {targets: PATH, base_archive: PATH}``, paths resolved from the config's folder."""
+    if data is None:
+        return ReportOptions()
+    _check_mapping(data, {"targets": (str, False), "base_archive": (str, False)}, "report")
+    paths = {}
+    for key in ("targets", "base_archive"):
+        if data.get(key):
+            raw = Path(str(data[key])).expanduser()
+            paths[key] = Path(os.path.normpath(raw if raw.is_absolute() else base / raw))
+    return ReportOptions(**paths)
 
 
 def _code_list(codes: Any, key: str) -> tuple[str, ...] | None:
@@ -382,6 +586,17 @@ def _code_list(codes: Any, key: str) -> tuple[str, ...] | None:
             "(e.g. '0101', keeping the leading zero)"
         )
     return tuple(codes)
+
+
+def _check_crs(crs: str, key: str) -> None:
+    """A CRS pyproj understands (the archive's declared CRS may be geographic, e.g. 4490)."""
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        CRS.from_user_input(crs)
+    except CRSError as err:
+        raise ConfigError(f"{key}: not a coordinate reference system: {crs!r}") from err
 
 
 def _check_projected(crs: str, key: str) -> None:

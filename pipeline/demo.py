@@ -20,8 +20,12 @@ package as in the source tree.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
-from collections.abc import Sequence
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -35,10 +39,18 @@ from pyproj import CRS, Transformer
 from rasterio import features
 from rasterio.transform import Affine
 
-from .codes import BLACK_SOIL_SUBTYPES, CULTIVATED_CODES, LANDUSE_NAMES
+from .codes import (
+    BLACK_SOIL_SUBTYPES,
+    CONSTRUCTION_CODES,
+    CULTIVATED_CODES,
+    DIGGING_CODES,
+    LANDUSE_NAMES,
+)
 from .errors import InputError, UsageError
 
-__all__ = ["COUNTIES_PATH", "make_demo_data"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["COUNTIES_PATH", "make_demo_data", "make_next_year"]
 
 #: 吉林省 county boundaries (layer ``XZQ``, EPSG:4326) that the demo parcels are laid out in.
 COUNTIES_PATH = Path(__file__).resolve().parent.parent / "data" / "admin" / "jilin_counties.gpkg"
@@ -194,6 +206,12 @@ def make_demo_data(
         rng, blocks, parcel_df, units_xy, origin, fields, crs, soil_polygon_ha * 10_000.0
     )
     region = _region(rng, blocks, crs)
+    county_out = county_df[["XZQDM", "XZQMC", "geometry"]].reset_index(drop=True)
+
+    # The year's changes and the protection layers draw on a random stream of their own, so
+    # the lattice, the soil map and the region are the same as without them.
+    crng = np.random.default_rng([seed, 1])
+    layers = _year_layers(crng, parcel_df, county_out, blocks, fields)
 
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
@@ -202,13 +220,283 @@ def make_demo_data(
         "soil": out / "soil.gpkg",
         "counties": out / "counties.gpkg",
         "region": out / "region.gpkg",
+        "changes": out / "changes.gpkg",
+        "construction": out / "construction.gpkg",
+        "basic_farmland": out / "basic_farmland.gpkg",
+        "zoning": out / "zoning.gpkg",
     }
-    county_out = county_df[["XZQDM", "XZQMC", "geometry"]].reset_index(drop=True)
-    _write(parcel_df, paths["parcels"], "DLTB")
-    _write(soil_df, paths["soil"], "TRTB")
-    _write(county_out, paths["counties"], "XZQ", promote_to_multi=True)
-    _write(region, paths["region"], "HTQY")
+    with _timestamp(SURVEY_YEAR):
+        _write(layers["parcels"], paths["parcels"], "DLTB")
+        _write(soil_df, paths["soil"], "TRTB")
+        _write(county_out, paths["counties"], "XZQ", promote_to_multi=True)
+        _write(region, paths["region"], "HTQY")
+        _write(layers["changes"], paths["changes"], "DLTBGX")
+        _write(layers["construction"], paths["construction"], "JSXMYD", promote_to_multi=True)
+        _write(layers["basic_farmland"], paths["basic_farmland"], "YJJBNTTB")
+        paths["zoning"].unlink(missing_ok=True)
+        for name in ("CZKFBJ", "STBHHX"):
+            pyogrio.write_dataframe(
+                layers[name], paths["zoning"], layer=name, driver="GPKG", append=True,
+                use_arrow=True,
+            )  # fmt: skip
     return paths
+
+
+#: DLTB fields in the order make_demo_data writes them; the text ones keep leading zeros
+_DLTB_FIELDS = (
+    "BSM", "YSDM", "TBBH", "DLBM", "DLMC", "QSXZ", "QSDWDM", "QSDWMC", "ZLDWDM", "ZLDWMC",
+    "TBMJ", "KCXS", "KCMJ", "TBDLMJ", "GDLX", "GDPDJB", "GDDB", "SJNF",
+)  # fmt: skip
+_DLTB_TEXT = (
+    "BSM", "YSDM", "TBBH", "DLBM", "DLMC", "QSXZ", "QSDWDM", "QSDWMC", "ZLDWDM", "ZLDWMC",
+    "GDLX", "GDPDJB",
+)  # fmt: skip
+#: layers of a demo folder that stay the same from year to year
+_SHARED_FILES = {
+    "soil": "soil.gpkg",
+    "counties": "counties.gpkg",
+    "region": "region.gpkg",
+    "basic_farmland": "basic_farmland.gpkg",
+    "zoning": "zoning.gpkg",
+}
+
+
+def make_next_year(
+    src_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    seed: int = 2025,
+    year: int | None = None,
+) -> dict[str, Path]:
+    """Write the following year of a demo data set: the next annual change survey.
+
+    Reads a folder made by :func:`make_demo_data` (or by this function) whose parcels are of
+    year N (their SJNF) and writes year N+1 (or ``year``) to ``out_dir``:
+
+    - ``parcels.gpkg`` (DLTB) with the year's changes applied: cultivated parcels built on
+      (new clusters as in :func:`make_demo_data`, and the parcels lying wholly under about half
+      of the earlier projects that still cover cultivated land: planned occupation carried
+      out), a few dug out, new cultivated land (some of it last year's bare land restored);
+      and about 20 parcels re-digitised: a shared vertex moved by 0.1-1 m in every parcel
+      that has it, so the parcels stay a partition, BSM and land class kept, TBMJ, KCMJ and
+      TBDLMJ measured again (a year-to-year comparison must match them by BSM, not report
+      them lost or gained). SJNF is the new year.
+    - ``changes.gpkg`` (DLTBGX): that year's change parcels, BSM numbered with the new year.
+    - ``construction.gpkg`` (JSXMYD): the earlier projects unchanged, then the new ones
+      (over the new clusters, approved or not, and a few new planned ones); approval
+      numbers continue the earlier ones.
+
+    ``soil``, ``counties``, ``region``, ``basic_farmland`` and ``zoning`` are copied unchanged
+    where the source folder has them (a folder holding only the yearly layers, such as
+    ``data/demo/2025``, gives only those three; a warning is logged for each one missing).
+
+    Parameters
+    ----------
+    src_dir : str or Path
+        Folder of year N, with at least ``parcels.gpkg`` and ``construction.gpkg``.
+    out_dir : str or Path
+        Folder to write to; created if missing, files of the same names replaced. It must
+        not be ``src_dir``.
+    seed : int, default 2025
+        Random seed; the same source and arguments give identical files.
+    year : int, optional
+        The new survey year; after N. Default N + 1.
+
+    Returns
+    -------
+    dict of str to Path
+        ``parcels``, ``changes``, ``construction`` and the copied layers, as
+        :func:`make_demo_data` names them.
+
+    Raises
+    ------
+    UsageError
+        If ``out_dir`` is ``src_dir`` or ``year`` is not after N.
+    InputError
+        If a source layer is missing, unreadable or lacks its fields, or the parcels do not
+        have a single SJNF.
+
+    Examples
+    --------
+    >>> paths = make_next_year("data/demo", "/tmp/demo-2025")  # doctest: +SKIP
+    >>> sorted(paths)[:3]  # doctest: +SKIP
+    ['basic_farmland', 'changes', 'construction']
+    """
+    src, out = Path(src_dir), Path(out_dir)
+    if not src.is_dir():
+        raise InputError(f"{src}: no such folder (give a folder made by 'blacksoil demo-data')")
+    if out.resolve() == src.resolve():
+        raise UsageError(f"--out {out} is the source folder: the new year must go elsewhere")
+    parcels = _read_demo_layer(src / "parcels.gpkg", "DLTB", _DLTB_FIELDS)
+    projects = _read_demo_layer(src / "construction.gpkg", "JSXMYD", tuple(_PROJECT_FIELDS))
+    years = np.unique(parcels["SJNF"].to_numpy())
+    if years.size != 1:
+        raise InputError(
+            f"{src / 'parcels.gpkg'}: layer DLTB must hold one survey year (SJNF), "
+            f"found {', '.join(str(y) for y in years[:5])}"
+        )
+    prev = int(years[0])
+    year = prev + 1 if year is None else int(year)
+    if year <= prev:
+        raise UsageError(f"--year must come after the source's survey year {prev}, got {year}")
+
+    parcels = _dltb_types(parcels)
+    projects = projects[[*_PROJECT_FIELDS, "geometry"]]
+    rng = np.random.default_rng([seed, year])
+    crs = parcels.crs
+    n = len(parcels)
+    codes = sorted(set(np.strings.slice(parcels["ZLDWDM"].to_numpy(dtype=str), 0, 6)))
+    county_df = _read_counties(codes).to_crs(crs)
+    county_df = county_df.set_geometry(_disjoint(county_df.geometry.values))
+    names = dict(zip(county_df["XZQDM"], county_df["XZQMC"], strict=True))
+
+    graph = _adjacency(parcels.geometry.values)
+    fixed, fixed_after = _build_out(rng, parcels, projects)
+    under = np.zeros(n, bool)
+    tree = shapely.STRtree(parcels.geometry.values)
+    under[tree.query(projects.geometry.values, predicate="intersects")[1]] = True
+    plan = _plan_changes(
+        rng, parcels, graph, scale=0.75, fixed=fixed, fixed_after=fixed_after, blocked=under
+    )
+    after = _apply_plan(parcels, plan)
+    frozen = np.zeros(n, bool)
+    frozen[plan.rows] = True
+    after, moved = _redigitise(rng, after, frozen, _count(_REDIGITISE_RATE, n, 3))
+    tbmj = after["TBMJ"].to_numpy(dtype=float, na_value=np.nan)[moved]
+    known = ~np.isnan(tbmj)
+    tbmj[known] = np.round(_ellipsoidal_area(after.geometry.values[moved][known], crs), 2)
+    _set_areas(after, moved, tbmj)
+    after["SJNF"] = np.full(n, year, dtype=np.int64)
+
+    changes = _change_layer(after, plan, year)
+    sites, _ = _cluster_projects(rng, after, plan, year)
+    avoid = shapely.buffer(after.geometry.values[plan.rows], 5.0)
+    planned = _planned_projects(
+        rng, after, _count(_PLANNED_RATE / 3.0, n, 1), avoid, county_df, year
+    )
+    new_projects = _project_frame(
+        rng, _Sites.concat([sites, planned]), names, year, crs, taken=projects
+    )
+    construction = pd.concat([projects, new_projects], ignore_index=True)
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "parcels": out / "parcels.gpkg",
+        "changes": out / "changes.gpkg",
+        "construction": out / "construction.gpkg",
+    }
+    with _timestamp(year):
+        _write(after, paths["parcels"], "DLTB")
+        _write(changes, paths["changes"], "DLTBGX")
+        _write(construction, paths["construction"], "JSXMYD", promote_to_multi=True)
+    for key, name in _SHARED_FILES.items():
+        if (src / name).is_file():
+            paths[key] = out / name
+            shutil.copyfile(src / name, paths[key])
+        else:
+            logger.warning("%s: not found; the new year has no %s layer", src / name, key)
+    return paths
+
+
+def _read_demo_layer(path: Path, layer: str, fields: Sequence[str]) -> gpd.GeoDataFrame:
+    if not path.is_file():
+        raise InputError(f"{path}: not found (give a folder made by 'blacksoil demo-data')")
+    try:
+        df = pyogrio.read_dataframe(path, layer=layer)
+    except Exception as exc:  # pyogrio raises several types; all mean the same to the user
+        raise InputError(f"{path}: cannot read layer {layer} ({exc})") from exc
+    missing = [f for f in fields if f not in df.columns]
+    if missing:
+        raise InputError(f"{path}: layer {layer} lacks field(s) {', '.join(missing)}")
+    return df
+
+
+def _dltb_types(df: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The column types make_demo_data writes DLTB with (reading loses nullable integers)."""
+    out = df[[*_DLTB_FIELDS, "geometry"]].copy()
+    for name in _DLTB_TEXT:
+        out[name] = _text(out[name].fillna("").to_numpy(dtype=str))
+    for name in ("TBMJ", "KCMJ", "TBDLMJ"):
+        out[name] = pd.array(out[name].to_numpy(dtype=float, na_value=np.nan), dtype="Float64")
+    out["KCXS"] = out["KCXS"].to_numpy(dtype=float)
+    out["GDDB"] = pd.array(out["GDDB"].to_numpy(dtype=float, na_value=np.nan)).astype("Int64")
+    out["SJNF"] = out["SJNF"].to_numpy(dtype=np.int64)
+    return out
+
+
+#: keywords of project names (XMMC) and the land class such a project builds
+_NAME_USES = (
+    ("公路", "1003"), ("铁路", "1001"), ("城镇建设用地", "0701"), ("村庄建设用地", "0702"),
+    ("物流", "0508"), ("公园", "0810"), ("道路", "1004"),
+)  # fmt: skip
+
+
+def _build_out(
+    rng: np.random.Generator, df: gpd.GeoDataFrame, projects: gpd.GeoDataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cultivated parcels built on this year under earlier projects: those lying 95 % or more
+    inside one project, for about half of the projects that have such parcels. Returns the
+    rows and the land class each becomes (from the project's name; industry otherwise)."""
+    dlbm = df["DLBM"].to_numpy(dtype=str)
+    cult = np.flatnonzero(np.isin(dlbm, CULTIVATED_CODES))
+    pg = shapely.make_valid(projects.geometry.values)
+    geoms = df.geometry.values[cult]
+    par, pj = shapely.STRtree(pg).query(geoms, predicate="intersects")
+    share = shapely.area(shapely.intersection(geoms[par], pg[pj])) / shapely.area(geoms[par])
+    full = share >= 0.95
+    par, pj = par[full], pj[full]
+    if par.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, dtype="<U4")
+    hosts = np.unique(pj)
+    chosen = rng.permutation(hosts)[: max(1, hosts.size // 2)]
+    sel = np.isin(pj, chosen)
+    rows, first = np.unique(cult[par[sel]], return_index=True)
+    names = pd.Series(projects["XMMC"].to_numpy(dtype=str)[pj[sel][first]], dtype="str")
+    use = np.full(rows.size, "0601")
+    for word, code in reversed(_NAME_USES):
+        use = np.where(names.str.contains(word, regex=False).to_numpy(), code, use)
+    return rows, use
+
+
+def _year_layers(
+    rng: np.random.Generator,
+    parcel_df: gpd.GeoDataFrame,
+    county_df: gpd.GeoDataFrame,
+    blocks: list[_Block],
+    fields: _LandFields,
+) -> dict[str, gpd.GeoDataFrame]:
+    """The survey year's changes applied to the parcels, their DLTBGX, the construction
+    projects, the zoning layers and the basic farmland."""
+    n = len(parcel_df)
+    names = dict(zip(county_df["XZQDM"], county_df["XZQMC"], strict=True))
+    was_cultivated = np.isin(parcel_df["DLBM"].to_numpy(dtype=str), CULTIVATED_CODES)
+    plan = _plan_changes(rng, parcel_df, _adjacency(parcel_df.geometry.values))
+    after = _apply_plan(parcel_df, plan)
+    changes = _change_layer(after, plan, SURVEY_YEAR)
+    sites, _ = _cluster_projects(rng, after, plan, SURVEY_YEAR)
+    avoid = shapely.buffer(after.geometry.values[plan.rows], 5.0)
+    planned = _planned_projects(
+        rng, after, _count(_PLANNED_RATE, n, 3), avoid, county_df, SURVEY_YEAR
+    )
+    projects = _project_frame(rng, _Sites.concat([sites, planned]), names, SURVEY_YEAR, after.crs)
+    towns = max(1, round(n / 1500))
+    urban = _urban_boundary(rng, after, county_df, towns)
+    urban_geom = shapely.union_all(urban.geometry.values)
+    eco = _eco_redline(rng, after, urban_geom, county_df, towns)
+    forced = np.zeros(n, bool)
+    forced[plan.rows[plan.kind != 2]] = True  # built on or dug out: cultivated before
+    extent = shapely.union_all([b.mask for b in blocks])
+    farmland = _basic_farmland(
+        rng, after, was_cultivated, forced, urban_geom, extent, fields, county_df
+    )
+    return {
+        "parcels": after,
+        "changes": changes,
+        "construction": projects,
+        "basic_farmland": farmland,
+        "CZKFBJ": urban,
+        "STBHHX": eco,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -1253,6 +1541,988 @@ def _region(rng: np.random.Generator, blocks: list[_Block], crs: CRS) -> gpd.Geo
 
 
 # --------------------------------------------------------------------------------------------
+# the year's changes (年度变更调查: DLTB after the change, DLTBGX the increment)
+
+#: Change parcels per parcel of the data set: ~80 cultivated → construction, ~12 digging-out
+#: and ~50 new cultivated parcels at 6,000 parcels; ~15 planned projects; ~20 re-digitised.
+_BUILD_RATE, _DIG_RATE, _NEW_RATE = 80 / 6000, 12 / 6000, 50 / 6000
+_PLANNED_RATE, _REDIGITISE_RATE = 15 / 6000, 20 / 6000
+_CLUSTER_SIZE = (np.array([1, 2, 3, 4, 5]), np.array([0.25, 0.3, 0.25, 0.12, 0.08]))
+_CLUSTER_MEAN = 2.1  # parcels per cluster as grown (short of 2.5 drawn: neighbours run out)
+_CLUSTER_SPACING = 300.0  # m: clusters grow from seeds in alternate cells of this grid
+_NEAR_SHARE = 0.85  # share of clusters seeded next to existing construction land
+#: what cultivated land is built on, with weights; only codes of CONSTRUCTION_CODES are kept
+_BUILD_WEIGHTS = {
+    code: w
+    for code, w in (
+        ("0702", 0.28), ("0701", 0.15), ("0601", 0.15), ("1004", 0.1), ("0508", 0.1),
+        ("1003", 0.1), ("1001", 0.05), ("0810", 0.07),
+    )
+    if code in CONSTRUCTION_CODES
+}  # fmt: skip
+_DIG_WEIGHTS = dict(zip(DIGGING_CODES, (0.5, 0.25, 0.25)[: len(DIGGING_CODES)], strict=True))
+#: land that becomes cultivated (补充耕地: reclaimed grassland, forest, bare land, ponds,
+#: homesteads), with weights
+_RECLAIM_WEIGHTS = {"0404": 4.0, "0301": 3.0, "1206": 6.0, "1104": 1.0, "0702": 1.0, "1202": 0.5}
+#: settlement land that urban development boundaries are drawn around (no roads, no mines)
+_SETTLEMENT_CODES = ("05H1", "0508", "0601", "0701", "0702", "08H1", "08H2", "0809", "0810")
+
+
+@dataclass
+class _Plan:
+    """The parcels that change this year and what they become."""
+
+    rows: np.ndarray  # parcel rows, ascending
+    before: np.ndarray  # DLBM before the change
+    after: np.ndarray  # DLBM after the change
+    kind: np.ndarray  # 0 cultivated → construction, 1 digging-out, 2 → cultivated
+    cluster: np.ndarray  # construction cluster (0, 1, ...) of kind-0 rows, else -1
+    seeds: np.ndarray  # per cluster: its first parcel's row
+    grown: int  # clusters 0..grown-1 are new; the others build out earlier projects
+
+
+def _adjacency(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (a, b) of parcels that share a boundary or a corner, both ways, sorted."""
+    a, b = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    keep = a != b
+    a, b = a[keep], b[keep]
+    order = np.lexsort((b, a))
+    return a[order], b[order]
+
+
+def _rep_points(geoms: np.ndarray) -> np.ndarray:
+    return shapely.get_coordinates(shapely.point_on_surface(geoms))
+
+
+def _count(rate: float, n: int, least: int) -> int:
+    return max(least, round(rate * n))
+
+
+def _plan_changes(
+    rng: np.random.Generator,
+    df: gpd.GeoDataFrame,
+    graph: tuple[np.ndarray, np.ndarray],
+    *,
+    scale: float = 1.0,
+    fixed: np.ndarray | None = None,
+    fixed_after: np.ndarray | None = None,
+    blocked: np.ndarray | None = None,
+) -> _Plan:
+    """Pick the year's change parcels.
+
+    Cultivated → construction parcels come in clusters of 1-5 neighbours, most of them grown
+    from a parcel next to existing construction land (a village or road growing); clusters are
+    seeded at least one grid cell (300 m) apart so that no two touch. Digging-out parcels and
+    new cultivated land are single parcels away from the clusters. ``fixed`` rows (with
+    ``fixed_after`` codes) are construction changes decided by the caller (build-out of a
+    planned project); they form clusters of their own, one per connected group. ``blocked``
+    parcels (under earlier projects) start or join no new cluster.
+    """
+    n = len(df)
+    dlbm = df["DLBM"].to_numpy(dtype=str)
+    cultivated = np.isin(dlbm, CULTIVATED_CODES)
+    built = np.isin(dlbm, CONSTRUCTION_CODES)
+    a, b = graph
+    fixed = np.zeros(0, np.int64) if fixed is None else np.asarray(fixed, np.int64)
+    fixed_after = np.zeros(0, dtype="<U4") if fixed_after is None else np.asarray(fixed_after)
+    taken = np.zeros(n, bool)
+    taken[fixed] = True
+    near_taken = taken.copy()
+    near_taken[a[taken[b]]] = True
+
+    near_built = np.zeros(n, bool)
+    near_built[a[built[b]]] = True
+    free = cultivated & ~near_taken
+    if blocked is not None:
+        free &= ~blocked
+    n_build = _count(_BUILD_RATE * scale, n, 4)
+    n_clusters = max(4, round(n_build / _CLUSTER_MEAN))
+    seeds = _seeds(rng, _rep_points(df.geometry.values), free, near_built, n_clusters)
+    size = rng.choice(_CLUSTER_SIZE[0], seeds.size, p=_CLUSTER_SIZE[1])
+    cluster = np.full(n, -1, np.int64)
+    cluster[seeds] = np.arange(seeds.size)
+    # grow each seed by up to size - 1 of its free cultivated neighbours, in random order
+    pair = np.flatnonzero((cluster[a] >= 0) & free[b] & (cluster[b] < 0))
+    geoms = df.geometry.values
+    # neighbours along an edge, not at a corner: a cluster is one piece of land
+    pair = pair[shapely.relate_pattern(geoms[a[pair]], geoms[b[pair]], "****1****")]
+    sa, sb = a[pair], b[pair]
+    order = np.lexsort((rng.random(sa.size), sa))
+    sa, sb = sa[order], sb[order]
+    first = np.zeros(sb.size, bool)
+    first[np.unique(sb, return_index=True)[1]] = True  # a parcel joins one cluster only
+    sa, sb = sa[first], sb[first]
+    start = np.flatnonzero(np.r_[True, sa[1:] != sa[:-1]])
+    rank = np.arange(sa.size) - np.repeat(start, np.diff(np.r_[start, sa.size]))
+    grow = rank < size[cluster[sa]] - 1
+    cluster[sb[grow]] = cluster[sa[grow]]
+    # clusters must not touch (each is one project's site): the later one gives way, unless
+    # its seed is what touches
+    is_seed = np.zeros(n, bool)
+    is_seed[seeds] = True
+    for _ in range(4):
+        clash = (cluster[a] >= 0) & (cluster[b] >= 0) & (cluster[a] > cluster[b])
+        ca, cb = a[clash], b[clash]
+        drop = np.where(is_seed[ca], cb, ca)  # a seed stays; the other cluster's parcel goes
+        drop = drop[~is_seed[drop]]
+        if drop.size == 0:
+            break
+        cluster[drop] = -1
+
+    codes = np.array(list(_BUILD_WEIGHTS))
+    weights = np.array(list(_BUILD_WEIGHTS.values()))
+    cluster_code = rng.choice(codes, seeds.size, p=weights / weights.sum())
+    # build-out of planned projects: connected groups of fixed rows are clusters too
+    grown = seeds.size
+    if fixed.size:
+        group = _components(fixed, graph)
+        first_of = np.unique(group, return_index=True)[1]
+        cluster[fixed] = seeds.size + group
+        seeds = np.concatenate([seeds, fixed[first_of]])
+        cluster_code = np.concatenate([cluster_code, fixed_after[first_of]])
+    in_cluster = cluster >= 0
+    near_cluster = in_cluster.copy()
+    near_cluster[a[in_cluster[b]]] = True
+
+    # digging-out: single cultivated parcels away from the clusters and from each other; each
+    # code at least once
+    pool = rng.permutation(np.flatnonzero(cultivated & ~near_cluster))
+    rank = np.full(n, n)
+    rank[pool] = np.arange(pool.size)
+    later = (rank[a] < n) & (rank[b] < rank[a])  # a touches a candidate drawn before it
+    pool = pool[~np.isin(pool, a[later])]
+    n_dig = min(_count(_DIG_RATE * scale, n, 3), pool.size)
+    dig = pool[:n_dig]
+    dig_codes = np.array(list(_DIG_WEIGHTS))
+    p = np.array(list(_DIG_WEIGHTS.values()))
+    dig_after = rng.choice(dig_codes, n_dig, p=p / p.sum())
+    dig_after[: min(n_dig, dig_codes.size)] = dig_codes[: min(n_dig, dig_codes.size)]
+    is_dig = np.zeros(n, bool)
+    is_dig[dig] = True
+    near_cluster |= is_dig
+    near_cluster[a[is_dig[b]]] = True
+
+    # new cultivated land (补充耕地): reclaimed grassland, forest, bare land, ponds, homesteads
+    weight = np.vectorize(_RECLAIM_WEIGHTS.get, otypes=[float])(dlbm, 0.0)
+    pool = np.flatnonzero((weight > 0) & ~near_cluster)
+    n_new = min(_count(_NEW_RATE * scale, n, 2), pool.size)
+    new = (
+        rng.choice(pool, n_new, replace=False, p=weight[pool] / weight[pool].sum())
+        if n_new
+        else pool[:0]
+    )
+    # the new field is paddy where its nearest cultivated neighbour is, else dry land (旱地)
+    donor = _nearest_cultivated(df, new, exclude=in_cluster | is_dig)
+    new_after = np.where(dlbm[donor] == "0101", "0101", "0103")
+
+    build = np.flatnonzero(in_cluster)
+    rows = np.concatenate([build, dig, new])
+    after = np.concatenate([cluster_code[cluster[build]], dig_after, new_after])
+    kind = np.repeat([0, 1, 2], [build.size, dig.size, new.size])
+    order = np.argsort(rows)
+    rows = rows[order]
+    return _Plan(
+        rows=rows,
+        before=dlbm[rows],
+        after=after[order].astype("<U4"),
+        kind=kind[order],
+        cluster=np.where(kind[order] == 0, cluster[rows], -1),
+        seeds=seeds,
+        grown=grown,
+    )
+
+
+def _seeds(
+    rng: np.random.Generator,
+    rep: np.ndarray,
+    free: np.ndarray,
+    near_built: np.ndarray,
+    n_clusters: int,
+) -> np.ndarray:
+    """Cluster seeds: one parcel per cell of a 300 m grid, only in cells with both indices even
+    (so seeds are at least 300 m apart), 85 % of them next to construction land."""
+    cell = np.floor(rep / _CLUSTER_SPACING).astype(np.int64)
+    order = rng.permutation(rep.shape[0])
+    even = ((cell[:, 0] % 2) == 0) & ((cell[:, 1] % 2) == 0)
+    for spaced in (even, np.ones_like(even)):  # too little room: drop the spacing
+        chosen: list[np.ndarray] = []
+        used = np.zeros((0, 2), np.int64)
+        want = round(_NEAR_SHARE * n_clusters)
+        for pool in (free & near_built & spaced, free & ~near_built & spaced, free & spaced):
+            idx = order[pool[order]]
+            idx = idx[~_row_in(cell[idx], used)]
+            idx = idx[np.sort(np.unique(cell[idx], axis=0, return_index=True)[1])]
+            pick = idx[: max(0, min(want, n_clusters - sum(c.size for c in chosen)))]
+            chosen.append(pick)
+            used = np.concatenate([used, cell[pick]])
+            want = n_clusters  # the later pools fill up what is missing
+        seeds = np.concatenate(chosen)
+        if seeds.size >= n_clusters:
+            break
+    return seeds
+
+
+def _row_in(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Whether each row of the (n, 2) integer array ``rows`` is a row of ``table``."""
+    if table.size == 0 or rows.size == 0:
+        return np.zeros(rows.shape[0], bool)
+    key = rows[:, 0] * 1_000_003 + rows[:, 1]
+    return np.isin(key, table[:, 0] * 1_000_003 + table[:, 1])
+
+
+def _components(rows: np.ndarray, graph: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Connected groups (0, 1, ... in order of first row) of ``rows`` under adjacency."""
+    a, b = graph
+    pos = np.full(max(int(a.max(initial=0)), int(rows.max(initial=0))) + 1, -1)
+    pos[rows] = np.arange(rows.size)
+    keep = (pos[a] >= 0) & (pos[b] >= 0)
+    label = np.arange(rows.size)
+    ea, eb = pos[a[keep]], pos[b[keep]]
+    while True:  # label propagation: as many rounds as the widest group is across
+        low = label.copy()
+        np.minimum.at(low, ea, label[eb])
+        low = low[low]
+        if np.array_equal(low, label):
+            break
+        label = low
+    return np.unique(label, return_inverse=True)[1].ravel()
+
+
+def _nearest_cultivated(df: gpd.GeoDataFrame, rows: np.ndarray, exclude: np.ndarray) -> np.ndarray:
+    """For each row, the nearest cultivated parcel not in ``exclude`` (itself if cultivated)."""
+    dlbm = df["DLBM"].to_numpy(dtype=str)
+    donors = np.flatnonzero(np.isin(dlbm, CULTIVATED_CODES) & ~exclude)
+    if donors.size == 0 or rows.size == 0:
+        return np.asarray(rows, np.int64)
+    geoms = df.geometry.values
+    got, hit = shapely.STRtree(geoms[donors]).query_nearest(geoms[rows], all_matches=False)
+    out = np.asarray(rows, np.int64).copy()
+    out[got] = donors[hit]
+    return out
+
+
+def _dlbm_of(df: gpd.GeoDataFrame, rows: np.ndarray) -> np.ndarray:
+    return df["DLBM"].to_numpy(dtype=str)[rows]
+
+
+def _apply_plan(df: gpd.GeoDataFrame, plan: _Plan) -> gpd.GeoDataFrame:
+    """DLTB after the change: new DLBM/DLMC, and the cultivated-land fields (GDLX, GDPDJB,
+    GDDB, KCXS, KCMJ, TBDLMJ) set or cleared as the new class needs."""
+    out = df.copy()
+    rows = plan.rows
+    now_cultivated = np.isin(plan.after, CULTIVATED_CODES)
+    changed = np.zeros(len(df), bool)
+    changed[rows] = True
+    donor = _nearest_cultivated(df, rows[now_cultivated], exclude=changed)
+    gdlx = df["GDLX"].to_numpy(dtype=str)[rows].copy()
+    grade = df["GDPDJB"].to_numpy(dtype=str)[rows].copy()
+    gddb = df["GDDB"].array[rows].copy()
+    gdlx[now_cultivated] = df["GDLX"].to_numpy(dtype=str)[donor]
+    grade[now_cultivated] = df["GDPDJB"].to_numpy(dtype=str)[donor]
+    gddb[now_cultivated] = df["GDDB"].array[donor]
+    # no cultivated land anywhere to take them from (a tiny data set): level, middle grade
+    alone = np.flatnonzero(now_cultivated)[~np.isin(_dlbm_of(df, donor), CULTIVATED_CODES)]
+    if alone.size:
+        gdlx[alone], grade[alone] = "PD", "1"
+        gddb[alone] = 9
+    gdlx[~now_cultivated] = ""
+    grade[~now_cultivated] = ""
+    gddb[~now_cultivated] = pd.NA
+    # paddy (水田) is level by definition: grade 1, no deduction
+    paddy = plan.after == "0101"
+    grade[paddy & now_cultivated] = "1"
+    gdlx[paddy & now_cultivated] = "PD"
+    g = np.where(now_cultivated, grade, "1").astype(np.int64)
+    kcxs = np.where(gdlx == "TT", _KCXS["TT"][g - 1], _KCXS["PD"][g - 1])
+    kcxs = np.round(np.where(now_cultivated, kcxs, 0.0), 4)
+
+    codes, ix = np.unique(plan.after, return_inverse=True)
+    col = out.columns.get_loc
+    out.iloc[rows, col("DLBM")] = plan.after
+    out.iloc[rows, col("DLMC")] = np.array([LANDUSE_NAMES[c] for c in codes])[ix]
+    out.iloc[rows, col("GDLX")] = gdlx
+    out.iloc[rows, col("GDPDJB")] = grade
+    out.iloc[rows, col("GDDB")] = gddb
+    out.iloc[rows, col("KCXS")] = kcxs
+    _set_areas(out, rows, out["TBMJ"].array[rows])
+    return out
+
+
+def _set_areas(df: gpd.GeoDataFrame, rows: np.ndarray, tbmj: pd.api.extensions.ExtensionArray):
+    """TBMJ of ``rows`` and the KCMJ, TBDLMJ that follow from it and KCXS (null stays null)."""
+    t = np.asarray(pd.array(tbmj, dtype="Float64").to_numpy(dtype=float, na_value=np.nan))
+    kcmj = np.round(t * df["KCXS"].to_numpy(dtype=float)[rows], 2)
+    col = df.columns.get_loc
+    for name, values in (("TBMJ", t), ("KCMJ", kcmj), ("TBDLMJ", np.round(t - kcmj, 2))):
+        arr = pd.array(values, dtype="Float64")
+        arr[np.isnan(values)] = pd.NA
+        df.iloc[rows, col(name)] = arr
+
+
+def _change_layer(df: gpd.GeoDataFrame, plan: _Plan, year: int) -> gpd.GeoDataFrame:
+    """DLTBGX: one change polygon per changed parcel (its whole geometry, after the change)."""
+    rows = plan.rows
+    geoms = df.geometry.values[rows]
+    county = np.strings.slice(df["ZLDWDM"].to_numpy(dtype=str)[rows], 0, 6)
+    order = np.lexsort((rows, county))
+    seq = np.empty(rows.size, np.int64)
+    start = np.flatnonzero(np.r_[True, county[order][1:] != county[order][:-1]])
+    seq[order] = np.arange(rows.size) - np.repeat(start, np.diff(np.r_[start, rows.size])) + 1
+    bsm = np.strings.add(np.strings.add(county, str(year)), np.strings.zfill(seq.astype(str), 8))
+    # BGMJ: the change polygon is the parcel, so its area is the parcel's TBMJ; measured the same
+    # way where TBMJ is missing
+    tbmj = df["TBMJ"].to_numpy(dtype=float, na_value=np.nan)[rows]
+    missing = np.isnan(tbmj)
+    if missing.any():
+        tbmj[missing] = np.round(_ellipsoidal_area(geoms[missing], df.crs), 2)
+    return gpd.GeoDataFrame(
+        {
+            "BSM": _text(bsm),
+            "BGQDLBM": _text(plan.before),
+            "BGHDLBM": _text(plan.after),
+            "BGMJ": tbmj,
+            "XZQDM": _text(county),
+            "TBBSM": _text(df["BSM"].to_numpy(dtype=str)[rows]),
+            "BGXW": _text(np.full(rows.size, "变更")),
+        },
+        geometry=gpd.GeoSeries(geoms, crs=df.crs),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# construction projects (建设项目用地范围, JSXMYD)
+
+_PLACES = ("农安", "德惠", "九台", "榆树", "松原", "吉林", "舒兰", "双阳", "伊通", "长岭", "扶余")
+_FIRMS = ("农业科技", "实业", "生物科技", "新材料", "食品", "机械制造")
+_PRODUCTS = (
+    "玉米深加工项目", "农机装备制造项目", "饲料加工项目", "新型建材生产项目", "生物质热电联产项目",
+    "粮食仓储项目", "肉牛屠宰加工项目",
+)  # fmt: skip
+_PROJECT_FIELDS = ["XMMC", "PZWH", "PZRQ", "XZQDM"]
+
+
+def _project_names(
+    rng: np.random.Generator, use: np.ndarray, county: np.ndarray, year: int
+) -> np.ndarray:
+    """XMMC from the planned land use: numbered land-supply batches (批次) for housing,
+    company names for industry, routes for roads and railways."""
+    n = use.size
+    words = np.array(_WORDS)
+    word, word2 = words[rng.integers(0, words.size, n)], words[rng.integers(0, words.size, n)]
+    place = np.array(_PLACES)[rng.integers(0, len(_PLACES), n)]
+    firm = np.strings.add(
+        np.strings.add("吉林", word2), np.array(_FIRMS)[rng.integers(0, len(_FIRMS), n)]
+    )
+    product = np.array(_PRODUCTS)[rng.integers(0, len(_PRODUCTS), n)]
+    batch = np.isin(use, ("0701", "0702"))
+    k = np.zeros(n, np.int64)
+    if batch.any():  # 第k批次, counted per county and year
+        k[batch] = pd.Series(county[batch]).groupby(county[batch]).cumcount().to_numpy() + 1
+    batch_name = np.strings.add(
+        np.strings.add(county, f"{year}年第"), np.strings.add(k.astype(str), "批次")
+    )
+
+    def cat(*parts: np.ndarray | str) -> np.ndarray:
+        out = np.full(n, "", dtype=object).astype(str)
+        for p in parts:
+            out = np.strings.add(out, p)
+        return out
+
+    table = {
+        "0701": cat(batch_name, "城镇建设用地"),
+        "0702": cat(batch_name, "村庄建设用地"),
+        "0601": cat(firm, "有限公司", product),
+        "0508": cat(county, word, "物流园项目"),
+        "1004": cat(county, word, "镇区道路建设工程"),
+        "1003": cat("长春至", place, "高速公路"),
+        "1001": cat("长春至", place, "城际铁路"),
+        "0810": cat(county, word, "公园建设项目"),
+        "0602": cat(county, word, "砂石矿开采项目"),
+    }
+    names = cat(county, word, "建设项目")
+    for code, value in table.items():
+        names = np.where(use == code, value, names)
+    return names
+
+
+def _approvals(
+    rng: np.random.Generator,
+    approved: np.ndarray,
+    use: np.ndarray,
+    first_day: np.ndarray,
+    last_day: np.ndarray,
+    taken: pd.DataFrame | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """PZWH, PZRQ: approval numbers such as 吉政土批〔2024〕123号 (自然资函 for roads and
+    railways, approved by the ministry), numbered in date order within each year and issuer
+    after the numbers already ``taken``; empty text or null (a third) where not approved."""
+    n = approved.size
+    days = (last_day - first_day).astype(np.int64) + 1
+    date = (first_day + rng.integers(0, days)).astype(str)
+    issuer = np.where(np.isin(use, ("1001", "1003")), "自然资函", "吉政土批")
+    key = np.strings.add(issuer, np.strings.slice(date, 0, 4))
+    start = {}
+    if taken is not None and len(taken):
+        m = taken["PZWH"].astype(str).str.extract(r"^(\D+)〔(\d{4})〕(\d+)号$").dropna()
+        if len(m):
+            start = m.assign(k=m[0] + m[1]).groupby("k")[2].apply(lambda s: s.astype(int).max())
+            start = start.to_dict()
+    order = np.lexsort((date, key))
+    inc = rng.integers(1, 25, n)
+    cs = np.cumsum(inc[order])
+    first = np.flatnonzero(np.r_[True, key[order][1:] != key[order][:-1]])
+    base = np.repeat(cs[first] - inc[order][first], np.diff(np.r_[first, n]))
+    offset = np.array([start.get(k_, 0) for k_ in key[order]], dtype=np.int64)
+    num = np.empty(n, np.int64)
+    num[order] = cs - base + offset
+    pzwh = np.strings.add(
+        np.strings.add(np.strings.add(issuer, "〔"), np.strings.slice(date, 0, 4)),
+        np.strings.add(np.strings.add("〕", num.astype(str)), "号"),
+    )
+    pzwh = np.where(approved, pzwh, "").astype(object)
+    pzrq = np.where(approved, date, "").astype(object)
+    null = ~approved & (rng.random(n) < 1.0 / 3.0)
+    pzwh[null] = None
+    pzrq[null] = None
+    return pzwh, pzrq
+
+
+@dataclass
+class _Sites:
+    """Project polygons before their names and approvals are drawn."""
+
+    geoms: np.ndarray
+    use: np.ndarray  # the land class the project builds (names it)
+    approved: np.ndarray
+    county: np.ndarray  # XZQDM
+    first_day: np.ndarray  # approval date range, datetime64[D]
+    last_day: np.ndarray
+
+    @classmethod
+    def make(
+        cls,
+        geoms: np.ndarray,
+        use: np.ndarray,
+        approved: np.ndarray,
+        county: np.ndarray,
+        days: tuple[str, str],
+    ) -> _Sites:
+        n = len(geoms)
+        return cls(
+            np.asarray(geoms, dtype=object),
+            np.asarray(use, dtype="<U4"),
+            np.asarray(approved, dtype=bool),
+            np.asarray(county, dtype="<U6"),
+            np.full(n, np.datetime64(days[0], "D")),
+            np.full(n, np.datetime64(days[1], "D")),
+        )
+
+    @classmethod
+    def concat(cls, items: Sequence[_Sites]) -> _Sites:
+        return cls(
+            *(np.concatenate([getattr(s, f.name) for s in items]) for f in dataclasses.fields(cls))
+        )
+
+
+def _project_frame(
+    rng: np.random.Generator,
+    sites: _Sites,
+    names: dict[str, str],
+    year: int,
+    crs: CRS,
+    taken: pd.DataFrame | None = None,
+) -> gpd.GeoDataFrame:
+    """JSXMYD rows: XMMC, PZWH, PZRQ, XZQDM; approval numbers continue those ``taken``."""
+    if sites.geoms.size == 0:
+        empty = {f: pd.Series([], dtype="str") for f in _PROJECT_FIELDS}
+        return gpd.GeoDataFrame(empty, geometry=gpd.GeoSeries([], crs=crs))
+    county_name = np.array([names.get(c, "") for c in sites.county.tolist()], dtype=str)
+    xmmc = _project_names(rng, sites.use, county_name, year)
+    pzwh, pzrq = _approvals(
+        rng, sites.approved, sites.use, sites.first_day, sites.last_day, taken=taken
+    )
+    return gpd.GeoDataFrame(
+        {
+            "XMMC": _text(xmmc),
+            "PZWH": pd.Series(pzwh, dtype="str"),
+            "PZRQ": pd.Series(pzrq, dtype="str"),
+            "XZQDM": _text(sites.county),
+        },
+        geometry=gpd.GeoSeries(sites.geoms, crs=crs),
+    )
+
+
+def _group_union(geoms: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Union of ``geoms`` per group 0..k-1, vectorised (a padded 2-D array reduced per row)."""
+    k = int(group.max()) + 1 if group.size else 0
+    order = np.argsort(group, kind="stable")
+    g = group[order]
+    start = np.searchsorted(g, np.arange(k))
+    col = np.arange(g.size) - start[g]
+    table = np.full((k, int(col.max(initial=0)) + 1), None, dtype=object)
+    table[g, col] = geoms[order]
+    return shapely.union_all(table, axis=1)
+
+
+def _cluster_projects(
+    rng: np.random.Generator,
+    df: gpd.GeoDataFrame,
+    plan: _Plan,
+    year: int,
+) -> tuple[_Sites, np.ndarray]:
+    """Projects over the construction clusters: ~70 % approved, ~15 % submitted but not
+    approved, the rest none (suspected illegal occupation); one approved project covers only
+    ~60 % of its cluster. Each covers the union of its cluster's parcels buffered by 1-5 m.
+    One 采矿用地 digging-out parcel is an approved mine. Returns the projects and the category
+    of each cluster (0 approved, 1 unapproved, 2 none, 3 approved but partial, 4 building out
+    an earlier project)."""
+    build = plan.kind == 0
+    cl = plan.cluster[build]
+    n_cl = int(cl.max()) + 1 if cl.size else 0
+    geoms = df.geometry.values
+    union = _group_union(geoms[plan.rows[build]], cl) if n_cl else np.array([], dtype=object)
+    code = np.empty(n_cl, dtype="<U4")
+    code[cl] = plan.after[build]
+    county = np.strings.slice(df["ZLDWDM"].to_numpy(dtype=str)[plan.seeds[:n_cl]], 0, 6)
+
+    # categories: the largest new cluster of 2+ parcels is the partial one, then shuffled
+    # shares; clusters that build out an earlier project (4) get no new one
+    category = np.full(n_cl, 4, np.int64)
+    pad = rng.uniform(1.0, 5.0, n_cl)
+    cover = shapely.buffer(union, pad, join_style="mitre", mitre_limit=3.0)
+    grown = plan.grown
+    if grown:
+        category[:grown] = 0
+        sizes = np.bincount(cl, minlength=n_cl)[:grown]
+        area = shapely.area(union[:grown])
+        partial = int(np.argmax(np.where(sizes >= 2, area, area * 1e-9)))
+        category[partial] = 3
+        cover[partial] = _cut_share(union[partial], 0.6)
+        rest = rng.permutation(np.delete(np.arange(grown), partial))
+        n_un = min(rest.size, max(1, round(0.15 * rest.size)))
+        n_none = min(rest.size - n_un, max(1, round(0.15 * rest.size)))
+        category[rest[:n_un]] = 1
+        category[rest[n_un : n_un + n_none]] = 2
+    have = np.isin(category, (0, 1, 3))
+    out_geoms = [cover[have]]
+    use = [code[have]]
+    approved = [np.isin(category[have], (0, 3))]
+    counties = [county[have]]
+
+    # an approved mine over one 采矿用地 digging-out parcel, if there is one
+    mine = plan.rows[(plan.kind == 1) & (plan.after == "0602")]
+    if mine.size:
+        out_geoms.append(shapely.buffer(geoms[mine[:1]], 2.0, join_style="mitre"))
+        use.append(np.array(["0602"]))
+        approved.append(np.array([True]))
+        counties.append(np.strings.slice(df["ZLDWDM"].to_numpy(dtype=str)[mine[:1]], 0, 6))
+    sites = _Sites.make(
+        np.concatenate(out_geoms),
+        np.concatenate(use),
+        np.concatenate(approved),
+        np.concatenate(counties),
+        (f"{year - 1}-07-01", f"{year}-09-30"),
+    )
+    return sites, category
+
+
+def _cut_share(poly: shapely.Geometry, share: float) -> shapely.Geometry:
+    """The part of ``poly`` west of the vertical line that leaves ``share`` of its area there
+    (64 candidate lines at once, then the best)."""
+    x0, y0, x1, y1 = shapely.bounds(poly)
+    xs = np.linspace(x0, x1, 66)[1:-1]
+    parts = shapely.intersection(poly, shapely.box(x0 - 1.0, y0 - 1.0, xs, y1 + 1.0))
+    best = int(np.argmin(np.abs(shapely.area(parts) / shapely.area(poly) - share)))
+    return parts[best]
+
+
+def _planned_projects(
+    rng: np.random.Generator,
+    df: gpd.GeoDataFrame,
+    n: int,
+    avoid: np.ndarray,
+    county_df: gpd.GeoDataFrame,
+    year: int,
+) -> _Sites:
+    """Projects over land that is still cultivated (planned occupation of farmland): sites of
+    150-450 m across and road or railway corridors 40-60 m wide and 1.5-3 km long, at random
+    orientations so that they cross parcel boundaries; every third one overlaps the one
+    before. Mixed approved (60 %) and not. ``avoid`` (this year's change parcels, buffered)
+    is cut out, and each project is clipped to its county."""
+    dlbm = df["DLBM"].to_numpy(dtype=str)
+    geoms = df.geometry.values
+    pool = np.flatnonzero(np.isin(dlbm, CULTIVATED_CODES))
+    avoid_tree = shapely.STRtree(avoid)
+    pool = np.setdiff1d(
+        pool, pool[avoid_tree.query(geoms[pool], predicate="dwithin", distance=200.0)[0]]
+    )
+    if pool.size == 0 or n == 0:
+        return _Sites.make([], [], [], [], (f"{year}-01-01", f"{year}-01-01"))
+    centre = _rep_points(geoms[rng.choice(pool, n, replace=pool.size < n)])
+    follow = np.arange(n) % 3 == 2
+    corridor = (rng.random(n) < 0.25) & ~follow
+    length = np.where(corridor, rng.uniform(1500.0, 3000.0, n), rng.uniform(150.0, 450.0, n))
+    width = np.where(corridor, rng.uniform(40.0, 60.0, n), rng.uniform(120.0, 350.0, n))
+    angle = rng.uniform(0.0, np.pi, n)
+    # a follower sits beside its predecessor: centres closer than the sum of the two
+    # inscribed circles' radii, so they overlap
+    inner = np.minimum(length, width)
+    shift = rng.uniform(0.2, 0.4, n) * (inner + np.roll(inner, 1))
+    theta = rng.uniform(0.0, 2.0 * np.pi, n)
+    prev = np.roll(centre, 1, axis=0)
+    centre = np.where(
+        follow[:, None], prev + shift[:, None] * np.column_stack([np.cos(theta), np.sin(theta)]),
+        centre,
+    )  # fmt: skip
+    u = np.array([-0.5, 0.5, 0.5, -0.5, -0.5])
+    v = np.array([-0.5, -0.5, 0.5, 0.5, -0.5])
+    c, s = np.cos(angle)[:, None], np.sin(angle)[:, None]
+    du, dv = u[None, :] * length[:, None], v[None, :] * width[:, None]
+    x = centre[:, :1] + du * c - dv * s
+    y = centre[:, 1:] + du * s + dv * c
+    rects = shapely.polygons(np.stack([x, y], axis=-1))
+    county_ix = shapely.STRtree(county_df.geometry.values).query_nearest(
+        shapely.points(centre), all_matches=False
+    )[1]
+    sites = shapely.intersection(rects, county_df.geometry.values[county_ix])
+    site, hit = avoid_tree.query(sites, predicate="intersects")
+    if site.size:
+        rows, group = np.unique(site, return_inverse=True)
+        blocker = _group_union(avoid[hit], group.ravel())
+        sites[rows] = shapely.difference(sites[rows], blocker)
+    sites = _polygonal(sites)
+    ok = ~shapely.is_empty(sites) & (shapely.area(sites) > 1000.0)
+    use = np.where(
+        corridor,
+        np.where(rng.random(n) < 0.7, "1003", "1001"),
+        rng.choice(np.array(["0601", "0701", "0508", "0702"]), n, p=[0.4, 0.3, 0.15, 0.15]),
+    )
+    approved = rng.random(n) < 0.6
+    return _Sites.make(
+        sites[ok],
+        use[ok],
+        approved[ok],
+        county_df["XZQDM"].to_numpy(dtype=str)[county_ix][ok],
+        (f"{year}-01-01", f"{year}-11-30"),
+    )
+
+
+def _polygonal(geoms: np.ndarray) -> np.ndarray:
+    """Only the polygon parts of each geometry: a Polygon, a MultiPolygon or an empty polygon."""
+    parts, of = _explode(geoms, 0.0)
+    out = np.full(geoms.size, shapely.from_wkt("POLYGON EMPTY"), dtype=object)
+    if parts.size:
+        got, idx = np.unique(of, return_inverse=True)
+        multi = shapely.multipolygons(parts, indices=idx.ravel())
+        single = np.bincount(of, minlength=geoms.size)[got] == 1
+        multi[single] = shapely.get_geometry(multi[single], 0)
+        out[got] = multi
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# protection zones: permanent basic farmland (永久基本农田), urban development boundary
+# (城镇开发边界), ecological protection red line (生态保护红线)
+
+
+def _digitised_noise(
+    rng: np.random.Generator, geoms: np.ndarray, origin: tuple[float, float]
+) -> np.ndarray:
+    """A vertex every 4 m, each moved 0.3-2 m by a smooth field of its position, so that
+    shared boundaries move together and lines wander like hand digitising."""
+    angle = _Waves.smooth(rng, 60.0)
+    size = _Waves.smooth(rng, 400.0)
+    ox, oy = origin
+
+    def move(c: np.ndarray) -> np.ndarray:
+        x, y = c[:, 0] - ox, c[:, 1] - oy
+        a = 0.3 + 1.7 * np.clip(0.5 + 0.4 * size.at(x, y), 0.0, 1.0)
+        t = np.pi * angle.at(x, y)
+        return np.round(c + np.column_stack([a * np.cos(t), a * np.sin(t)]), 3)
+
+    return shapely.make_valid(shapely.transform(shapely.segmentize(geoms, 4.0), move))
+
+
+def _explode(geoms: np.ndarray, min_area: float) -> tuple[np.ndarray, np.ndarray]:
+    """Polygons of at least ``min_area`` m² in ``geoms`` (collections opened too), with the
+    index of the geometry each came from."""
+    parts, of = shapely.get_parts(geoms, return_index=True)
+    parts, of2 = shapely.get_parts(parts, return_index=True)
+    of = of[of2]
+    keep = (shapely.get_type_id(parts) == 3) & (shapely.area(parts) >= min_area)
+    return parts[keep], of[keep]
+
+
+def _by_county(
+    geoms: np.ndarray, county_df: gpd.GeoDataFrame, min_area: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split polygons by county and explode: parts, source row, county code."""
+    cg = county_df.geometry.values
+    src, cix = shapely.STRtree(cg).query(geoms, predicate="intersects")
+    pieces = shapely.intersection(geoms[src], cg[cix])
+    parts, of = _explode(pieces, min_area)
+    return parts, src[of], county_df["XZQDM"].to_numpy(dtype=str)[cix[of]]
+
+
+def _basic_farmland(
+    rng: np.random.Generator,
+    df: gpd.GeoDataFrame,
+    was_cultivated: np.ndarray,
+    forced: np.ndarray,
+    urban: shapely.Geometry,
+    extent: shapely.Geometry,
+    fields: _LandFields,
+    county_df: gpd.GeoDataFrame,
+) -> gpd.GeoDataFrame:
+    """YJJBNTTB: ~85 % of the cultivated land as it was before this year's changes.
+
+    Left out, in coherent patches: land inside the urban development boundary, near villages
+    (the village field), along the edge of the surveyed area, and where a smooth random field
+    says so. ``forced`` parcels are always in (this year's occupations: the red line was drawn
+    before). The kept parcels are dissolved per county and 3 km grid cell (by representative
+    point, so the cuts follow parcel edges), and given a 0.3-2 m digitising noise.
+    """
+    geoms = df.geometry.values
+    rep = _rep_points(geoms)
+    ox, oy = fields.origin
+    x, y = rep[:, 0] - ox, rep[:, 1] - oy
+    patch = _Waves.smooth(rng, 900.0)
+    edge = shapely.distance(shapely.boundary(extent), shapely.points(rep))
+    score = fields.village.at(x, y) + 0.8 * patch.at(x, y) + 2.5 * np.exp(-edge / 350.0)
+    area = shapely.area(geoms)
+    cand = np.flatnonzero(was_cultivated & ~forced)
+    out = np.zeros(len(df), bool)
+    if urban is not None and not shapely.is_empty(urban):
+        shapely.prepare(urban)
+        out[cand[shapely.contains_xy(urban, rep[cand, 0], rep[cand, 1])]] = True
+    # odd parcels here and there (holes in the red line), then the patches
+    single = cand[rng.random(cand.size) < 0.02]
+    out[single] = True
+    budget = 0.15 * area[was_cultivated].sum() - area[out].sum()
+    rest = cand[~out[cand]]
+    rest = rest[np.argsort(-score[rest], kind="stable")]
+    out[rest[np.cumsum(area[rest]) <= budget]] = True
+    keep = np.flatnonzero((was_cultivated & ~out) | forced)
+
+    county = np.strings.slice(df["ZLDWDM"].to_numpy(dtype=str)[keep], 0, 6)
+    cell = np.floor(rep[keep] / _FARMLAND_CELL).astype(np.int64)
+    _, group = np.unique(
+        np.column_stack([np.unique(county, return_inverse=True)[1].ravel(), cell]),
+        axis=0,
+        return_inverse=True,
+    )
+    union = _group_union(geoms[keep], group.ravel())
+    noisy = _digitised_noise(rng, union, fields.origin)
+    parts, src = _explode(noisy, 50.0)
+    code = np.empty(int(group.max()) + 1, dtype="<U6")
+    code[group.ravel()] = county
+    xzqdm = code[src]
+    order = np.lexsort((shapely.bounds(parts)[:, 0], -shapely.bounds(parts)[:, 3], xzqdm))
+    parts, xzqdm = parts[order], xzqdm[order]
+    start = np.flatnonzero(np.r_[True, xzqdm[1:] != xzqdm[:-1]])
+    seq = np.arange(parts.size) - np.repeat(start, np.diff(np.r_[start, parts.size])) + 1
+    return gpd.GeoDataFrame(
+        {
+            "YJJBNTTBBH": _text(np.strings.add(xzqdm, np.strings.zfill(seq.astype(str), 8))),
+            "XZQDM": _text(xzqdm),
+            "MJ": np.round(shapely.area(parts), 2),
+        },
+        geometry=gpd.GeoSeries(parts, crs=df.crs),
+    )
+
+
+_FARMLAND_CELL = 3000.0  # m: basic farmland polygons are cut by roads and by this grid
+_ZONE_NAMES = {"10": "集中建设区", "20": "弹性发展区", "30": "特别用途区"}
+_HILLS = ("大黑山", "莲花山", "庙香山", "青龙山", "卧龙山", "石头口门", "波罗湖", "团山子")
+_RIVERS = ("松花江", "饮马河", "伊通河", "雾开河", "沐石河", "岔路河", "新开河", "鲶鱼沟")
+
+
+def _settlements(df: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Settlement clusters (construction parcels within 80 m of each other, roads left out)
+    and the settlement area in each, largest first."""
+    geoms = df.geometry.values
+    mine = np.isin(df["DLBM"].to_numpy(dtype=str), _SETTLEMENT_CODES)
+    if not mine.any():
+        return np.array([], dtype=object), np.array([])
+    blobs = shapely.get_parts(shapely.union_all(shapely.buffer(geoms[mine], 40.0)))
+    rep = shapely.points(_rep_points(geoms[mine]))
+    hit, blob = shapely.STRtree(blobs).query(rep, predicate="within")
+    size = np.bincount(blob, weights=shapely.area(geoms[mine])[hit], minlength=blobs.size)
+    order = np.argsort(-size, kind="stable")
+    return blobs[order], size[order]
+
+
+def _urban_boundary(
+    rng: np.random.Generator, df: gpd.GeoDataFrame, county_df: gpd.GeoDataFrame, n_towns: int
+) -> gpd.GeoDataFrame:
+    """CZKFBJ around the largest settlements: a 集中建设区 200-400 m around each, a 弹性发展区
+    band another 150-250 m out on one side of half of them, and a 特别用途区 beside one."""
+    blobs, _ = _settlements(df)
+    blobs = blobs[:n_towns]
+    k = blobs.size
+    if k == 0:
+        return _zone_frame([], [], [], df.crs, "CZKFBJ")
+    r1 = rng.uniform(200.0, 400.0, k)
+    core = shapely.union_all(shapely.simplify(shapely.buffer(blobs, r1), 5.0))
+    centre = shapely.get_coordinates(shapely.centroid(blobs))
+    side = rng.uniform(0.0, 2.0 * np.pi, k)
+    far = 5000.0
+    wedge = shapely.polygons(
+        np.stack(
+            [
+                centre,
+                centre + far * np.column_stack([np.cos(side - 1.2), np.sin(side - 1.2)]),
+                centre + far * np.column_stack([np.cos(side), np.sin(side)]),
+                centre + far * np.column_stack([np.cos(side + 1.2), np.sin(side + 1.2)]),
+                centre,
+            ],
+            axis=1,
+        )
+    )
+    band = shapely.intersection(
+        shapely.simplify(shapely.buffer(blobs, r1 + rng.uniform(150.0, 250.0, k)), 5.0), wedge
+    )
+    flex = shapely.difference(shapely.union_all(band[rng.permutation(k)[: max(1, k // 2)]]), core)
+    flex = _opening(flex, 25.0)
+    far_side = side[0] + np.pi
+    spot = centre[0] + (r1[0] + 350.0) * np.array([np.cos(far_side), np.sin(far_side)])
+    special = shapely.buffer(shapely.Point(spot), rng.uniform(150.0, 250.0), quad_segs=4)
+    special = _opening(shapely.difference(special, shapely.union(core, flex)), 25.0)
+    zones = np.array([core, flex, special], dtype=object)
+    parts, src, xzqdm = _by_county(zones, county_df, 2000.0)
+    code = np.array(["10", "20", "30"])[src]
+    return _zone_frame(parts, code, xzqdm, df.crs, "CZKFBJ")
+
+
+def _eco_redline(
+    rng: np.random.Generator,
+    df: gpd.GeoDataFrame,
+    urban: shapely.Geometry,
+    county_df: gpd.GeoDataFrame,
+    n_forest: int,
+) -> gpd.GeoDataFrame:
+    """STBHHX along the rivers (水源涵养, 150-300 m either side) and around the largest
+    forest patches (生物多样性维护 or 水土保持, 80-200 m around), minus the urban boundary."""
+    geoms = df.geometry.values
+    dlbm = df["DLBM"].to_numpy(dtype=str)
+    zones, kinds, names = [], [], []
+    river = geoms[dlbm == "1101"]
+    if river.size:
+        reaches = shapely.get_parts(shapely.union_all(shapely.buffer(river, 20.0)))
+        wide = shapely.buffer(reaches, rng.uniform(150.0, 300.0, reaches.size))
+        zones.append(shapely.simplify(wide, 5.0))
+        kinds.append(np.full(reaches.size, "水源涵养"))
+        names.append(np.array(_RIVERS)[np.arange(reaches.size) % len(_RIVERS)])
+    forest = geoms[dlbm == "0301"]
+    if forest.size == 0 and river.size == 0:  # a small data set: other natural land
+        forest = geoms[np.isin(dlbm, ("0305", "0404", "1104"))]
+    if forest.size:
+        patches = shapely.get_parts(shapely.union_all(shapely.buffer(forest, 30.0)))
+        patches = patches[np.argsort(-shapely.area(patches), kind="stable")][:n_forest]
+        wide = shapely.buffer(patches, rng.uniform(80.0, 200.0, patches.size))
+        zones.append(shapely.simplify(wide, 5.0))
+        kinds.append(np.where(np.arange(patches.size) % 2 == 0, "生物多样性维护", "水土保持"))
+        names.append(
+            np.array(_HILLS)[rng.permutation(len(_HILLS))[np.arange(patches.size) % len(_HILLS)]]
+        )
+    if not zones:
+        return _zone_frame([], [], [], df.crs, "STBHHX")
+    geoms_z = np.concatenate(zones)
+    if urban is not None and not shapely.is_empty(urban):
+        geoms_z = shapely.difference(geoms_z, urban)
+    kind = np.concatenate(kinds)
+    name = np.concatenate(names)
+    parts, src, xzqdm = _by_county(geoms_z, county_df, 2000.0)
+    hxmc = np.strings.add(np.strings.add(name[src], kind[src]), "生态保护红线")
+    return _zone_frame(parts, hxmc, xzqdm, df.crs, "STBHHX", kind=kind[src])
+
+
+def _opening(geom: shapely.Geometry, width: float) -> shapely.Geometry:
+    """``geom`` without the strips narrower than ``width`` (a morphological opening)."""
+    return shapely.buffer(shapely.buffer(geom, -width / 2.0), width / 2.0, join_style="mitre")
+
+
+def _zone_frame(
+    parts: np.ndarray | list,
+    label: np.ndarray | list,
+    xzqdm: np.ndarray | list,
+    crs: CRS,
+    layer: str,
+    kind: np.ndarray | None = None,
+) -> gpd.GeoDataFrame:
+    """The attribute table of a CZKFBJ (label: GHFQDM) or STBHHX (label: HXMC) layer."""
+    parts = np.asarray(parts, dtype=object)
+    label = np.asarray(label, dtype=str)
+    xzqdm = np.asarray(xzqdm, dtype=str)
+    order = np.lexsort((shapely.bounds(parts)[:, 0], label, xzqdm)) if parts.size else []
+    parts, label, xzqdm = parts[order], label[order], xzqdm[order]
+    mj = np.round(shapely.area(parts), 2) if parts.size else np.array([], float)
+    if layer == "CZKFBJ":
+        cols = {
+            "GHFQDM": _text(label),
+            "GHFQMC": _text(np.array([_ZONE_NAMES[c] for c in label], dtype=str)),
+        }
+    else:
+        seq = np.arange(parts.size) + 1
+        seq_text = np.strings.zfill(seq.astype(str), 4) if seq.size else seq.astype(str)
+        cols = {
+            "HXBM": _text(np.strings.add(np.strings.add(xzqdm, "HX"), seq_text)),
+            "HXMC": _text(label),
+            "HXLX": _text(np.asarray(kind, dtype=str)[order] if kind is not None else label),
+        }
+    return gpd.GeoDataFrame(
+        {**cols, "XZQDM": _text(xzqdm), "MJ": mj}, geometry=gpd.GeoSeries(parts, crs=crs)
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# re-digitised parcels (next year)
+
+
+def _redigitise(
+    rng: np.random.Generator, df: gpd.GeoDataFrame, frozen: np.ndarray, n_target: int
+) -> tuple[gpd.GeoDataFrame, np.ndarray]:
+    """Move a few shared vertices by 0.1-1 m in every parcel that has them, so the parcels stay
+    a partition (a boundary re-digitised, 图斑边界调整); ``frozen`` parcels keep theirs.
+    Returns the new frame and the rows whose geometry moved (about ``n_target``)."""
+    geoms = df.geometry.values
+    xy, of = shapely.get_coordinates(geoms, return_index=True)
+    _, vid = np.unique(np.round(xy * 1000.0).astype(np.int64), axis=0, return_inverse=True)
+    vid = vid.ravel()
+    nv = int(vid.max()) + 1
+    locked = np.zeros(nv, bool)
+    locked[vid[frozen[of]]] = True
+    # distinct parcels per vertex (a ring's closing vertex repeats its first)
+    pv = np.unique(np.column_stack([vid, of]), axis=0)
+    users = np.bincount(pv[:, 0], minlength=nv)
+    # small parcels (clipping slivers) keep their vertices: a move could fold them
+    locked[vid[shapely.area(geoms)[of] < 2000.0]] = True
+    cand = rng.permutation(np.flatnonzero(~locked & (users >= 2)))
+    dist = rng.uniform(0.1, 1.0, nv)
+    theta = rng.uniform(0.0, 2.0 * np.pi, nv)
+    shift = np.column_stack([dist * np.cos(theta), dist * np.sin(theta)])
+    # vertices in random order until their parcels add up to the target
+    take = cand[: int(np.searchsorted(np.cumsum(users[cand]), n_target)) + 1]
+    new_geoms = np.array(geoms, dtype=object)
+    for _ in range(5):  # a move that folds a parcel is dropped (rare: cells are 45 m and more)
+        sel = np.isin(vid, take)
+        new_xy = xy.copy()
+        new_xy[sel] = np.round(xy[sel] + shift[vid[sel]], 3)
+        rows = np.unique(of[sel])
+        moved = shapely.set_coordinates(new_geoms[rows].copy(), new_xy[np.isin(of, rows)])
+        bad = ~shapely.is_valid(moved)
+        if not bad.any():
+            break
+        take = take[~np.isin(take, vid[np.isin(of, rows[bad])])]
+    else:
+        rows, moved = rows[:0], moved[:0]
+    new_geoms[rows] = moved
+    out = df.copy()
+    out["geometry"] = gpd.GeoSeries(new_geoms, index=df.index, crs=df.crs)
+    return out, rows
+
+
+# --------------------------------------------------------------------------------------------
 # output
 
 
@@ -1261,3 +2531,18 @@ def _write(df: gpd.GeoDataFrame, path: Path, layer: str, promote_to_multi: bool 
     pyogrio.write_dataframe(
         df, path, layer=layer, driver="GPKG", promote_to_multi=promote_to_multi, use_arrow=True
     )
+
+
+@contextmanager
+def _timestamp(year: int) -> Iterator[None]:
+    """Stamp the GeoPackages written inside with the end of the survey year instead of the
+    clock (gpkg_contents.last_change), so that the same arguments give identical files.
+
+    GDAL config options are process-wide: this is meant for the generator's own writes.
+    """
+    old = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": f"{year}-12-31T00:00:00.000Z"})
+    try:
+        yield
+    finally:
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": old})

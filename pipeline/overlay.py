@@ -89,6 +89,21 @@ def safe_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return shapely.intersection(a, b, grid_size=_SNAP_GRID)
 
 
+def safe_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Vectorised difference with the same snap-rounding fallback as :func:`safe_intersection`."""
+    try:
+        return shapely.difference(a, b)
+    except shapely.errors.GEOSException:
+        return shapely.difference(a, b, grid_size=_SNAP_GRID)
+
+
+def map_chunks(
+    func: Callable[..., np.ndarray], arrays: tuple[np.ndarray, ...], threads: int
+) -> np.ndarray:
+    """Public alias of the chunked thread map, for the stages built on this engine."""
+    return _map_chunks(func, arrays, threads)
+
+
 def _union_rows(a: np.ndarray) -> np.ndarray:
     """Union of each row of a padded 2-D geometry array (with the same snap-rounding fallback)."""
     try:

@@ -30,9 +30,9 @@ import shapely
 
 from .areas import allocate_cents, ellipsoidal_area
 from .codes import LANDUSE_NAMES
-from .overlay import group_union, overlay
+from .overlay import OverlayResult, group_union, map_chunks, overlay, safe_difference
 from .qa import QALog, as_text, polygonal_part
-from .survey import BLACK, SoilCover, disjoint_cover
+from .survey import BLACK, SoilCover
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +125,7 @@ class ZoneSplit:
     out_tbdlmj: np.ndarray
     share: np.ndarray  # per piece: planar share inside, 0..1
     merged_slivers: int
+    overlaps: np.ndarray  # (k, 2) zone index pairs (later, earlier) sharing area in a piece
 
 
 def split_by_zones(
@@ -137,7 +138,12 @@ def split_by_zones(
     max_vertices: int = 256,
     threads: int = 1,
 ) -> ZoneSplit:
-    """Cut pieces by disjoint zone polygons and share their official areas to the cent.
+    """Cut pieces by zone polygons and share their official areas to the cent.
+
+    Zone polygons may overlap one another (neighbouring red-line polygons digitised twice along
+    their common edge): within each piece the shared area goes to the earlier polygon in layer
+    order, so the parts of a piece never overlap. This is resolved only where it matters, on the
+    small parts inside the pieces, never on the large zone polygons themselves.
 
     Parameters
     ----------
@@ -146,7 +152,7 @@ def split_by_zones(
     tbmj, kcmj : ndarray of float
         The pieces' official area and deduction (m², 2 decimals).
     zones : ndarray of Polygon/MultiPolygon
-        Disjoint zone polygons.
+        Zone polygons, in layer order.
     min_area : float
         An outside remainder smaller than this (m²) is digitising noise along a zone boundary
         that follows the parcel edge: it is given to the inside parts (counted in
@@ -157,6 +163,7 @@ def split_by_zones(
     Returns
     -------
     ZoneSplit
+        ``overlaps`` lists the (zone, earlier zone) pairs that shared area inside a piece.
 
     Examples
     --------
@@ -170,7 +177,8 @@ def split_by_zones(
     geoms = np.asarray(geoms, dtype=object)
     n = len(geoms)
     zones = np.asarray(zones, dtype=object)
-    res = overlay(geoms, zones, max_vertices=max_vertices, threads=threads)
+    res = overlay(geoms, zones, max_vertices=max_vertices, threads=threads, disjoint=False)
+    res, overlaps = _resolve_part_overlaps(res, threads)
     area = shapely.area(geoms)
     part_area = shapely.area(res.geometry)
     inside = np.bincount(res.left, part_area, minlength=n)
@@ -194,7 +202,9 @@ def split_by_zones(
         uniq, unions = group_union(res.geometry, res.left, threads)
         sel = out_piece[touched]
         lookup = np.searchsorted(uniq, sel)
-        out_geom[touched] = polygonal_part(shapely.difference(geoms[sel], unions[lookup]))
+        out_geom[touched] = polygonal_part(
+            map_chunks(safe_difference, (geoms[sel], unions[lookup]), threads)
+        )
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(area > 0, np.clip(inside / area, 0.0, 1.0), 0.0)
     share = np.where(has_out, share, np.where(inside > 0, 1.0, share))
@@ -214,7 +224,66 @@ def split_by_zones(
         out_tbdlmj=dl[k:],
         share=share,
         merged_slivers=int(merged.sum()),
+        overlaps=overlaps,
     )
+
+
+def _resolve_part_overlaps(res: OverlayResult, threads: int) -> tuple[OverlayResult, np.ndarray]:
+    """Make the (piece, zone) parts of each piece disjoint: a part loses what the parts of
+    earlier zones of the same piece cover. Vectorised by rank within the piece (the k-th part
+    of every piece at once), for the pieces whose parts overlap at all."""
+    k = len(res.left)
+    no_pairs = np.empty((0, 2), dtype=np.intp)
+    if k == 0:
+        return res, no_pairs
+    area = shapely.area(res.geometry)
+    starts = np.flatnonzero(np.r_[True, res.left[1:] != res.left[:-1]])
+    counts = np.diff(np.r_[starts, k])
+    multi = np.repeat(counts > 1, counts)
+    if not multi.any():
+        return res, no_pairs
+    idx = np.flatnonzero(multi)
+    uniq, unions = group_union(res.geometry[idx], res.left[idx], threads)
+    summed = np.bincount(res.left[idx], area[idx], minlength=res.left.max() + 1)[uniq]
+    crowded = uniq[summed - shapely.area(unions) > 1e-9 * np.maximum(summed, 1.0)]
+    if len(crowded) == 0:
+        return res, no_pairs
+    sel = np.flatnonzero(np.isin(res.left, crowded))
+    first = np.repeat(starts, counts)  # index of the first part of each part's piece
+    rank = sel - first[sel]
+    geometry = res.geometry.copy()
+    acc = np.full(res.left.max() + 1, None, dtype=object)  # union of a piece's earlier parts
+    trimmed = []
+    for r in range(int(rank.max()) + 1):  # a handful of ranks, each vectorised over pieces
+        at = sel[rank == r]
+        piece = res.left[at]
+        before = acc[piece]
+        has = ~shapely.is_missing(before)
+        if has.any():
+            hit = at[has]
+            cut = polygonal_part(safe_difference(geometry[hit], before[has]))
+            left_area = np.zeros(len(hit))
+            ok = ~shapely.is_missing(cut)
+            left_area[ok] = shapely.area(cut[ok])
+            trimmed.append(hit[area[hit] - left_area > 1e-9 * np.maximum(area[hit], 1.0)])
+            geometry[hit] = cut
+        acc[piece] = np.where(has, shapely.union(before, res.geometry[at]), res.geometry[at])
+    keep = ~shapely.is_missing(geometry)
+    keep[keep] = shapely.area(geometry[keep]) > 0
+    # the earlier zones each trimmed part gave way to (for the QA log), vectorised
+    part = np.concatenate(trimmed) if trimmed else np.empty(0, np.intp)
+    lens = part - first[part]
+    later = np.repeat(part, lens)
+    earlier = np.repeat(first[part], lens) + (
+        np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
+    )
+    a, b = res.geometry[later], res.geometry[earlier]
+    shared = shapely.intersects(a, b) & ~shapely.touches(a, b)
+    overlaps = np.unique(
+        np.stack([res.right[later[shared]], res.right[earlier[shared]]], axis=1), axis=0
+    )
+    out = OverlayResult(res.left[keep], res.right[keep], geometry[keep], res.whole[keep])
+    return out, overlaps
 
 
 def _cents_sum(values: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:
@@ -231,15 +300,13 @@ def _text_field(frame: gpd.GeoDataFrame, col: str) -> np.ndarray:
     return as_text(frame[col])
 
 
-def _disjoint_zones(frame: gpd.GeoDataFrame, layer: str, qa: QALog) -> gpd.GeoDataFrame:
+def _zone_ids(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The zone layer with an ``id`` on every row (its own, else its position)."""
     ids = _text_field(frame, "id")
-    fallback = frame.index.astype(str).to_numpy(dtype=object)
-    ids = np.where(pd.isna(ids), fallback, ids)
-    geoms, keep, _ = disjoint_cover(frame.geometry.to_numpy(), ids, shapely.Polygon(), layer, qa)
+    fallback = (frame.index + 1).astype(str).to_numpy(dtype=object)
     out = frame.copy()
-    out["geometry"] = geoms
-    out["id"] = ids
-    return out[keep].reset_index(drop=True)
+    out["id"] = np.where(pd.isna(ids), fallback, ids)
+    return out.reset_index(drop=True)
 
 
 def _zone_analysis(
@@ -252,7 +319,7 @@ def _zone_analysis(
     max_vertices: int,
 ) -> tuple[dict[str, np.ndarray], ZoneSplit, gpd.GeoDataFrame]:
     prefix, _ = ZONES[name]
-    zones = _disjoint_zones(zones, name, qa)
+    zones = _zone_ids(zones)
     split = split_by_zones(
         pieces.geometry.to_numpy(),
         pieces["TBMJ"].to_numpy(float),
@@ -262,6 +329,17 @@ def _zone_analysis(
         max_vertices=max_vertices,
         threads=threads,
     )
+    if len(split.overlaps):
+        ids = zones["id"].to_numpy(dtype=object)
+        qa.add(
+            name,
+            ids[split.overlaps[:, 0]],
+            "overlap",
+            "overlaps an earlier polygon ("
+            + ids[split.overlaps[:, 1]]
+            + ") in black-soil farmland",
+            "shared area counted once, for the earlier polygon",
+        )
     n = len(pieces)
     inside_dl = _cents_sum(split.tbdlmj, split.piece, n)
     fields = {
@@ -420,7 +498,7 @@ def _construction_analysis(
             "ZYTBDLMJ": agg["TBDLMJ_c"].to_numpy() / 100,
         }
     )
-    totals = totals.sort_values("ZYTBDLMJ", ascending=False, kind="stable")
+    totals = totals.sort_values(["ZYTBDLMJ", "XMBH"], ascending=[False, True], kind="stable")
     return fields, occupation.reset_index(drop=True), totals.reset_index(drop=True)
 
 

@@ -7,9 +7,12 @@ and notebooks can ignore it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import os
 import platform
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,10 +27,25 @@ from pyproj import CRS, Transformer
 from . import archive as arc
 from .codes import BLACK_SOIL_GROUPS, LANDUSE_NAMES, M2_PER_HECTARE, M2_PER_MU
 from .config import PROTECTION_INPUTS, InputSpec, SurveyConfig
-from .errors import InputError, InvariantError
+from .errors import InputError, InvariantError, OutputError, UsageError
+from .executors import run_tasks
 from .overlay import default_threads, safe_intersection
+from .partitions import (
+    Partition,
+    file_specs,
+    fingerprint,
+    grid_cells,
+    input_files,
+    is_many,
+    layer_crs,
+    parcel_specs,
+    plan_partitions,
+    transform_bbox,
+)
 from .protection import ProtectionInputs, ProtectionRules, analyse_protection
 from .qa import QALog, as_text, clean_polygons
+from .quality import add_quality, quality_summary
+from .soil_raster import soil_from_raster
 from .sources import FID, describe, layer_fingerprint, read_layer
 from .survey import (
     BLACK,
@@ -105,17 +123,120 @@ def _working_crs(cfg: SurveyConfig, parcels: gpd.GeoDataFrame, where: str) -> CR
     return zone
 
 
+#: a read window (xmin, ymin, xmax, ymax) in the working CRS
+Window = tuple[float, float, float, float]
+#: column naming the file a feature came from, for inputs of many files (with ``_fid``)
+SRC = "_src"
+
+
+@dataclass
+class Scope:
+    """One partition being read: the partition, the whole plan (for ownership rules), and the
+    features each layer read and kept (``file:fid`` keys; the merge counts them once)."""
+
+    part: Partition
+    plan: tuple[Partition, ...] = ()
+    read_keys: dict[str, set[str]] = field(default_factory=dict)
+    used_keys: dict[str, set[str]] = field(default_factory=dict)
+
+    def saw(self, name: str, frame: gpd.GeoDataFrame, used: bool = False) -> None:
+        keys = _feature_keys(frame)
+        target = self.used_keys if used else self.read_keys
+        target.setdefault(name, set()).update(keys)
+
+
+class EmptyPartition(Exception):
+    """A partition holds no parcel to survey (its counts and QA rows still count)."""
+
+    def __init__(self, counts: dict[str, int], qa: QALog, message: str) -> None:
+        super().__init__(message)
+        self.counts = counts
+        self.qa = qa
+
+
+def _nothing(scope: Scope | None, counts: dict[str, int], qa: QALog, message: str) -> Exception:
+    """The error for a job with nothing to survey; in a partition, an empty result."""
+    if scope is None:
+        return InputError(message)
+    return EmptyPartition(counts, qa, message)
+
+
+def _feature_keys(frame: gpd.GeoDataFrame) -> np.ndarray:
+    src = frame[SRC].to_numpy() if SRC in frame else np.zeros(len(frame), dtype=np.int64)
+    return np.char.add(np.char.add(src.astype(str), ":"), frame[FID].to_numpy().astype(str))
+
+
+def _fids(frame: gpd.GeoDataFrame) -> np.ndarray:
+    if SRC in frame and len(frame) and frame[SRC].to_numpy().max() > 0:
+        return _feature_keys(frame).astype(object)
+    return frame[FID].to_numpy()
+
+
+def _window(
+    parcels: gpd.GeoDataFrame, changes: gpd.GeoDataFrame | None = None, margin: float = 0.0
+) -> Window:
+    xmin, ymin, xmax, ymax = parcels.total_bounds
+    if changes is not None and len(changes):
+        cx0, cy0, cx1, cy1 = changes.total_bounds
+        xmin, ymin, xmax, ymax = min(xmin, cx0), min(ymin, cy0), max(xmax, cx1), max(ymax, cy1)
+    return (xmin - margin, ymin - margin, xmax + margin, ymax + margin)
+
+
+#: the start of read_layer's message for a filter or window that selects nothing
+_NO_FEATURES = ": no features"
+
+
 def _read(
-    spec: InputSpec, name: str, crs: CRS | None, cfg: SurveyConfig, qa: QALog
+    spec: InputSpec,
+    name: str,
+    crs: CRS | None,
+    cfg: SurveyConfig,
+    qa: QALog,
+    scope: Scope | None = None,
+    window: Window | None = None,
 ) -> gpd.GeoDataFrame:
-    return read_layer(spec, name, crs=crs, qa=qa, engine=cfg.io.engine)
+    """Read a layer; in a partition through ``window`` (none: whole), file by file for an input
+    of many files (their features told apart by ``_src``)."""
+    if scope is None and not is_many(spec):
+        return read_layer(spec, name, crs=crs, qa=qa, engine=cfg.io.engine)
+    frames = []
+    for i, fspec in enumerate(file_specs(spec)):
+        bbox = None
+        if window is not None and scope is not None:
+            bbox = transform_bbox(window, crs, layer_crs(fspec))
+        try:
+            frame = read_layer(fspec, name, crs=crs, qa=qa, engine=cfg.io.engine, bbox=bbox)
+        except InputError as err:
+            if bbox is not None and _NO_FEATURES in str(err):
+                continue  # nothing of this file in the window
+            raise
+        frame[SRC] = np.int64(i)
+        frames.append(frame)
+    if frames:
+        out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    else:
+        out = read_layer(file_specs(spec)[0], name, crs=crs, qa=QALog(), engine=cfg.io.engine)
+        out = out.iloc[:0].copy()
+        out[SRC] = np.int64(0)
+    if scope is not None:
+        scope.saw(name, out)
+    return out
 
 
-def _clean(frame: gpd.GeoDataFrame, name: str, ids: np.ndarray, qa: QALog) -> gpd.GeoDataFrame:
+def _clean(
+    frame: gpd.GeoDataFrame,
+    name: str,
+    ids: np.ndarray,
+    qa: QALog,
+    scope: Scope | None = None,
+) -> gpd.GeoDataFrame:
     geoms, keep = clean_polygons(frame.geometry.to_numpy(), ids, name, qa)
     frame = frame.copy()
     frame["geometry"] = geoms
-    return frame[keep].reset_index(drop=True)
+    frame = frame[keep].reset_index(drop=True)
+    if scope is not None:
+        scope.saw(name, frame, used=True)
+    return frame
 
 
 def _parcel_ids(parcels: gpd.GeoDataFrame, qa: QALog) -> gpd.GeoDataFrame:
@@ -227,8 +348,13 @@ def _log_overlapping_parcels(parcels: gpd.GeoDataFrame, qa: QALog) -> None:
         )
 
 
-def load_inputs(cfg: SurveyConfig, progress: Progress = _noop) -> Inputs:
+def load_inputs(
+    cfg: SurveyConfig, progress: Progress = _noop, *, scope: Scope | None = None
+) -> Inputs:
     """Read and check every input of a job; return the clean layers and the QA log.
+
+    With ``scope``, only one partition's inputs: its parcels, the other layers read through a
+    window around them (the counties, construction and change layers whole).
 
     Raises
     ------
@@ -239,7 +365,10 @@ def load_inputs(cfg: SurveyConfig, progress: Progress = _noop) -> Inputs:
     counts: dict[str, int] = {}
     spec = cfg.inputs.parcels
     progress(f"reading parcels: {describe(spec)}")
-    parcels = _read(spec, "parcels", None, cfg, qa)
+    if scope is None and not is_many(spec):
+        parcels = _read(spec, "parcels", None, cfg, qa)
+    else:
+        parcels = _partition_parcels(cfg, scope, qa)
     counts["parcels_read"] = len(parcels)
     crs = _working_crs(cfg, parcels, describe(spec))
     if not parcels.crs.equals(crs):
@@ -251,30 +380,39 @@ def load_inputs(cfg: SurveyConfig, progress: Progress = _noop) -> Inputs:
     counts["parcels_not_cultivated"] = int((~cultivated).sum())
     parcels = parcels[cultivated].reset_index(drop=True)
     if len(parcels) == 0:
-        raise InputError(
+        raise _nothing(
+            scope,
+            counts,
+            qa,
             f"{describe(spec)}: no cultivated parcels (field {spec.fields['landuse']} in "
-            f"{', '.join(cfg.cultivated_codes)})"
+            f"{', '.join(cfg.cultivated_codes)})",
         )
     parcels = _parcel_ids(parcels, qa)
     parcels = _clean(parcels, "parcels", parcels["id"].to_numpy(), qa)
     if len(parcels) == 0:
-        raise InputError(f"{describe(spec)}: no cultivated parcel has a usable polygon geometry")
+        raise _nothing(
+            scope,
+            counts,
+            qa,
+            f"{describe(spec)}: no cultivated parcel has a usable polygon geometry",
+        )
     _log_overlapping_parcels(parcels, qa)
 
     counties = None
     if cfg.inputs.counties is not None:
         progress(f"reading counties: {describe(cfg.inputs.counties)}")
-        counties = _read(cfg.inputs.counties, "counties", crs, cfg, qa)
-        counties = _clean(counties, "counties", counties["code"].astype(str).to_numpy(), qa)
+        counties = _read(cfg.inputs.counties, "counties", crs, cfg, qa, scope)
+        codes = counties["code"].astype(str).to_numpy()
+        counties = _clean(counties, "counties", codes, qa, scope)
         counties["code"] = counties["code"].astype(str).str.strip()
     parcels["XZQDM"] = _county_codes(parcels, counties, qa).to_numpy()
 
     region = None
     if cfg.inputs.region is not None:
         progress(f"reading region: {describe(cfg.inputs.region)}")
-        reg = _read(cfg.inputs.region, "region", crs, cfg, qa)
-        reg = _clean(reg, "region", reg[FID].to_numpy(), qa)
-        if len(reg) == 0:
+        reg = _read(cfg.inputs.region, "region", crs, cfg, qa, scope, _window(parcels))
+        reg = _clean(reg, "region", _fids(reg), qa, scope)
+        if len(reg) == 0 and scope is None:
             raise InputError(f"{describe(cfg.inputs.region)}: no usable region polygon")
         region = reg.geometry.to_numpy()
         tree = shapely.STRtree(region)
@@ -290,16 +428,28 @@ def load_inputs(cfg: SurveyConfig, progress: Progress = _noop) -> Inputs:
         counts["parcels_outside_region"] = int((~hit).sum())
         parcels = parcels[hit].reset_index(drop=True)
         if len(parcels) == 0:
-            raise InputError(
-                f"{describe(cfg.inputs.region)}: no cultivated parcel lies in the region"
+            raise _nothing(
+                scope,
+                counts,
+                qa,
+                f"{describe(cfg.inputs.region)}: no cultivated parcel lies in the region",
             )
 
+    changes = None
+    if scope is not None and cfg.inputs.changes is not None:
+        # a partition's change parcels come first: the soil window must reach over them too
+        changes = _partition_changes(cfg, crs, counties, parcels, qa, counts, scope, progress)
     progress(f"reading soil map: {describe(cfg.inputs.soil)}")
     xmin, ymin, xmax, ymax = parcels.total_bounds
-    soil = _read(cfg.inputs.soil, "soil", crs, cfg, qa)
+    if cfg.inputs.soil.raster_values is not None:
+        soil = soil_from_raster(cfg.inputs.soil, crs, parcels.total_bounds, qa)
+    else:
+        soil = _read(
+            cfg.inputs.soil, "soil", crs, cfg, qa, scope, _window(parcels, changes, margin=10.0)
+        )
     counts["soil_read"] = len(soil)
-    soil_ids = soil["id"].astype(str).to_numpy() if "id" in soil else soil[FID].to_numpy()
-    soil = _clean(soil, "soil", soil_ids, qa)
+    soil_ids = soil["id"].astype(str).to_numpy() if "id" in soil else _fids(soil)
+    soil = _clean(soil, "soil", soil_ids, qa, scope)
     if len(soil) == 0:
         raise InputError(f"{describe(cfg.inputs.soil)}: no usable soil polygon")
     counts["parcels_surveyed"] = len(parcels)
@@ -313,7 +463,9 @@ def load_inputs(cfg: SurveyConfig, progress: Progress = _noop) -> Inputs:
             "the soil map does not cover the parcels at all",
             "all parcel area counted as unmapped",
         )
-    protection = _protection_inputs(cfg, crs, counties, qa, counts, progress)
+    protection = _protection_inputs(
+        cfg, crs, counties, qa, counts, progress, scope, _window(parcels), changes
+    )
     return Inputs(
         crs=crs,
         parcels=parcels,
@@ -333,18 +485,30 @@ def _protection_inputs(
     qa: QALog,
     counts: dict[str, int],
     progress: Progress,
+    scope: Scope | None = None,
+    window: Window | None = None,
+    changes: gpd.GeoDataFrame | None = None,
 ) -> ProtectionInputs:
-    """Read and clean the optional zone, construction and change layers."""
+    """Read and clean the optional zone, construction and change layers.
+
+    In a partition, zone layers are read through ``window``; the construction layer is read
+    whole (its projects are numbered in source order); the change parcels come already read.
+    """
     layers: dict[str, gpd.GeoDataFrame] = {}
     for name in PROTECTION_INPUTS:
         spec = getattr(cfg.inputs, name)
         if spec is None:
             continue
+        if name == "changes" and changes is not None:
+            counts["changes_read"], counts["changes_used"] = changes.attrs["counts"]
+            layers[name] = changes
+            continue
         progress(f"reading {name}: {describe(spec)}")
-        frame = _read(spec, name, crs, cfg, qa)
+        whole = name == "construction"
+        frame = _read(spec, name, crs, cfg, qa, scope, None if whole else window)
         counts[f"{name}_read"] = len(frame)
-        ids = frame["id"].astype(str).to_numpy() if "id" in frame else frame[FID].to_numpy()
-        frame = _clean(frame, name, ids, qa)
+        ids = frame["id"].astype(str).to_numpy() if "id" in frame else _fids(frame)
+        frame = _clean(frame, name, ids, qa, scope)
         if "id" not in frame:  # rows are named by their source feature id
             frame["id"] = frame[FID].astype(str)
         if name == "changes":
@@ -364,8 +528,16 @@ def run_survey(
     *,
     overwrite: bool = False,
     progress: Progress = _noop,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    resume: bool = False,
 ) -> SurveyOutcome:
     """Run a survey job and write its archive.
+
+    A job with ``partition.by: none`` (the default) and one parcels file runs in this process in
+    one piece. Otherwise it is split into partitions (:func:`pipeline.partitions.plan_partitions`),
+    each surveyed on its own (in this process, on a local dask cluster of ``workers`` processes
+    or on the cluster at ``scheduler``) into a work folder beside the archive, and merged.
 
     Parameters
     ----------
@@ -374,7 +546,14 @@ def run_survey(
     overwrite : bool
         Replace an existing archive at ``cfg.output.path``.
     progress : callable, optional
-        Called with a short message as each stage starts.
+        Called with a short message as each stage starts (and as each partition ends).
+    workers : int, optional
+        Run the partitions on a local dask cluster of this many worker processes.
+    scheduler : str, optional
+        Run the partitions on an existing dask cluster (``tcp://HOST:PORT``).
+    resume : bool
+        Keep the partitions an interrupted run finished (same config and inputs) and run only
+        the others.
 
     Returns
     -------
@@ -385,25 +564,82 @@ def run_survey(
     UsageError
         The archive exists and ``overwrite`` is false (checked before any work).
     InputError, OutputError, InvariantError
-        Bad input; the archive cannot be written; the area accounting does not add up.
+        Bad input (a failed partition is named, the others are kept for ``resume``); the archive
+        cannot be written; the area accounting does not add up.
 
     Examples
     --------
     >>> from pipeline import load_config, run_survey
     >>> outcome = run_survey(load_config("configs/demo.yaml"), overwrite=True)  # doctest: +SKIP
     """
-    timings: dict[str, float] = {}
-    arc.check_output(cfg.output.path, overwrite)
-    t0 = time.perf_counter()
-    inputs = load_inputs(cfg, progress)
-    timings["read_check"] = time.perf_counter() - t0
-    qa = inputs.qa
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers: expected 1 or more worker processes, got {workers}")
+    if workers is not None and scheduler is not None:
+        raise UsageError("--workers and --scheduler exclude each other")
+    _check_output(cfg, overwrite)
+    simple = workers is None and scheduler is None and not resume
+    if simple and cfg.partition.by == "none" and not is_many(cfg.inputs.parcels):
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        inputs = load_inputs(cfg, progress)
+        timings["read_check"] = time.perf_counter() - t0
+        partial = _survey(cfg, inputs, progress, timings)
+        return _finish(cfg, [partial], overwrite=overwrite, progress=progress)
+    return _run_partitioned(
+        cfg,
+        overwrite=overwrite,
+        progress=progress,
+        workers=workers,
+        scheduler=scheduler,
+        resume=resume,
+    )
 
+
+def _check_output(cfg: SurveyConfig, overwrite: bool) -> None:
+    """The archive (a GeoPackage, or a folder for ``output.format: parquet``) may be written."""
+    arc.check_output(cfg.output.path, overwrite)
+
+
+@dataclass
+class PartialResult:
+    """One partition's share of the archive, before the merge.
+
+    ``layers``: HTGDTB (numbered within the partition), the balance, the protection layers,
+    the QA log and ``_parcels`` (county and official area of each surveyed parcel, for the
+    reconciliation). Empty for a partition with nothing to survey.
+    """
+
+    name: str
+    crs: str
+    layers: dict[str, pd.DataFrame] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    status: dict[str, str] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+    read_keys: dict[str, list[str]] = field(default_factory=dict)
+    used_keys: dict[str, list[str]] = field(default_factory=dict)
+    empty: str | None = None
+
+
+#: the partial layer of the surveyed parcels' counties and official areas
+_PARCELS = "_parcels"
+
+
+def _survey(
+    cfg: SurveyConfig,
+    inputs: Inputs,
+    progress: Progress,
+    timings: dict[str, float],
+    name: str = "all",
+    threads: int | None = None,
+) -> PartialResult:
+    """The stages on checked inputs: overlay, pieces, protection, quality, balance."""
+    qa = inputs.qa
     progress(
         f"overlay: {len(inputs.parcels)} cultivated parcels × {len(inputs.soil)} soil polygons"
     )
     t1 = time.perf_counter()
-    threads = cfg.overlay.threads or default_threads()
+    threads = threads or cfg.overlay.threads or default_threads()
     xmin, ymin, xmax, ymax = inputs.parcels.total_bounds
     if inputs.protection.changes is not None and len(inputs.protection.changes):
         # the soil cover must tile the change parcels too (which of them were black soil)
@@ -453,32 +689,84 @@ def run_survey(
     pieces = pieces.set_geometry("geometry")
     timings["protection"] = time.perf_counter() - t_p
 
+    if cfg.inputs.rasters:
+        t_q = time.perf_counter()
+        pieces = add_quality(pieces, cfg.inputs.rasters, cfg.quality, qa, progress)
+        timings["quality"] = time.perf_counter() - t_q
+
     t2 = time.perf_counter()
     balance = archive_balance(result.balance, inputs.parcels)
-    conservation = _conservation(balance)
-    summary = county_summary(pieces, balance, names)
-    reconciliation = _reconcile(balance, inputs.parcels)
+    timings["summaries"] += time.perf_counter() - t2
     counts = {
         **inputs.counts,
         "pieces_black": len(pieces),
         "pieces_total": len(result.pieces),
         **protection.counts,
-        "qa_rows": len(qa),
     }
-    timings["summaries"] += time.perf_counter() - t2
-    meta = _metadata(cfg, inputs, counts, timings, conservation, reconciliation, protection.status)
+    area = (
+        inputs.parcels["area"].to_numpy(float)
+        if "area" in inputs.parcels
+        else np.full(len(inputs.parcels), np.nan)
+    )
+    return PartialResult(
+        name=name,
+        crs=inputs.crs.to_wkt(),
+        layers={
+            arc.PIECES: pieces,
+            arc.BALANCE: balance,
+            **protection.layers,
+            arc.QA_LOG: qa.frame(),
+            _PARCELS: pd.DataFrame({"XZQDM": inputs.parcels["XZQDM"].to_numpy(), "area": area}),
+        },
+        counts=counts,
+        timings=timings,
+        status=protection.status,
+        names=names,
+    )
+
+
+def _finish(
+    cfg: SurveyConfig,
+    partials: list[PartialResult],
+    *,
+    overwrite: bool,
+    progress: Progress,
+    merge_timings: dict[str, float] | None = None,
+) -> SurveyOutcome:
+    """Merge the partitions' results, add the summaries and metadata, write the archive."""
+    t0 = time.perf_counter()
+    merged = merge_partials(cfg, partials)
+    timings = {**merged.timings, **(merge_timings or {})}
+    pieces, balance, names = merged.pieces, merged.balance, merged.names
+    qa_frame = merged.qa
+    quality_layers = {}
+    if cfg.inputs.rasters:
+        t_q = time.perf_counter()
+        quality_layers[arc.QUALITY_SUMMARY] = quality_summary(pieces, cfg.inputs.rasters, names)
+        timings["quality"] = timings.get("quality", 0.0) + time.perf_counter() - t_q
+    conservation = _conservation(balance)
+    summary = county_summary(pieces, balance, names)
+    reconciliation = _reconcile(balance, merged.parcels)
+    counts = {**merged.counts, "qa_rows": len(qa_frame)}
+    timings["merge"] = time.perf_counter() - t0
+    timings.setdefault("summaries", 0.0)
+    meta = _metadata(cfg, merged.crs, counts, timings, conservation, reconciliation, merged.status)
     layers = {
         arc.PIECES: pieces,
         arc.BALANCE: balance,
         arc.COUNTY_SUMMARY: summary,
-        **protection.layers,
-        arc.QA_LOG: qa.frame(),
+        **quality_layers,
+        **merged.protection,
+        arc.QA_LOG: qa_frame,
         arc.METADATA: meta,
     }
     layers[arc.DICTIONARY] = arc.field_dictionary(layers=layers)
     progress(f"writing {cfg.output.path}")
     t3 = time.perf_counter()
-    arc.write_archive(cfg.output.path, layers, overwrite=overwrite)
+    if cfg.output.format == "parquet":
+        write_parquet_archive(cfg.output.path, layers, overwrite=overwrite)
+    else:
+        arc.write_archive(cfg.output.path, layers, overwrite=overwrite)
     timings["write"] = time.perf_counter() - t3
     if not conservation["passed"]:
         raise InvariantError(
@@ -490,7 +778,15 @@ def run_survey(
         raise InvariantError(
             f"{cfg.output.path}: county totals do not reconcile with the input TBMJ"
         )
-    return SurveyOutcome(cfg.output.path, counts, summary, conservation, qa.summary(), timings)
+    qa_summary = (
+        qa_frame.groupby(["layer", "check", "action"], sort=False)
+        .size()
+        .rename("count")
+        .reset_index()
+        if len(qa_frame)
+        else pd.DataFrame(columns=["layer", "check", "action", "count"])
+    )
+    return SurveyOutcome(cfg.output.path, counts, summary, conservation, qa_summary, timings)
 
 
 def _county_names(inputs: Inputs) -> dict[str, str]:
@@ -770,7 +1066,7 @@ def _versions() -> dict[str, str]:
 
 def _metadata(
     cfg: SurveyConfig,
-    inputs: Inputs,
+    crs: CRS,
     counts: dict[str, int],
     timings: dict[str, float],
     conservation: dict[str, object],
@@ -786,14 +1082,14 @@ def _metadata(
         "survey_year": cfg.year,
         "config_file": str(cfg.source) if cfg.source else None,
         "config": cfg.raw,
-        "crs": inputs.crs.to_string(),
+        "crs": crs.to_string(),
         "inputs": {
             name: {
                 "path": str(spec.path),
                 "layer": spec.layer,
                 "where": spec.where,
                 "fields": spec.fields,
-                "fingerprint": layer_fingerprint(spec.path),
+                "fingerprint": _fingerprint(spec),
             }
             for name, spec in specs.items()
         },
@@ -814,3 +1110,649 @@ def _metadata(
             "value": [json.dumps(v, ensure_ascii=False, default=str) for v in items.values()],
         }
     )
+
+
+def _fingerprint(spec: InputSpec) -> str:
+    """The input's fingerprint; for many files, one over theirs."""
+    if not is_many(spec):
+        return layer_fingerprint(spec.path)
+    import hashlib
+
+    parts = [f"{f.name}={layer_fingerprint(f)}" for f in input_files(spec)]
+    digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+    return f"sha256:{digest} files:{len(parts)}"
+
+
+# --- partitions: reading one, running them, checkpoints, the merge ---------------------------
+
+
+def _partition_parcels(cfg: SurveyConfig, scope: Scope | None, qa: QALog) -> gpd.GeoDataFrame:
+    """The parcels a partition owns, from one or more files (in the first file's CRS).
+
+    A parcel read through a window belongs to the partition only when the partition owns it
+    (grid: the centre of its bounding box lies in the cell; county polygon: that centre lies in
+    the county, or in no county and in this partition's window first), so every parcel is
+    surveyed exactly once whatever the partitioning.
+    """
+    spec = cfg.inputs.parcels
+    part = scope.part if scope is not None else Partition("all", "all")
+    frames = []
+    crs = None
+    for i, fspec in enumerate(parcel_specs(spec, part)):
+        try:
+            frame = read_layer(
+                fspec, "parcels", crs=crs, qa=qa, engine=cfg.io.engine, bbox=part.bbox
+            )
+        except InputError as err:
+            if part.kind in ("area", "grid") and _NO_FEATURES in str(err):
+                continue
+            raise
+        crs = crs or frame.crs
+        frame[SRC] = np.int64(i)
+        frames.append(frame)
+    if not frames:
+        raise EmptyPartition({"parcels_read": 0}, qa, f"{describe(spec)}: no parcels")
+    parcels = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if part.kind in ("area", "grid"):
+        parcels = parcels[_owned(cfg, parcels, part, scope.plan)].reset_index(drop=True)
+        if len(parcels) == 0:
+            raise EmptyPartition({"parcels_read": 0}, qa, f"{describe(spec)}: no parcels")
+    if SRC in parcels and parcels[SRC].max() == 0:
+        parcels = parcels.drop(columns=SRC)
+    return parcels
+
+
+def _centres(frame: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
+    b = shapely.bounds(frame.geometry.to_numpy())
+    return (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+
+
+def _owned(
+    cfg: SurveyConfig, frame: gpd.GeoDataFrame, part: Partition, plan: tuple[Partition, ...]
+) -> np.ndarray:
+    """Which features of a window read (in the parcels' CRS) the partition owns."""
+    cx, cy = _centres(frame)
+    if part.kind == "grid":
+        x0, y0, x1, y1 = part.cell
+        size = x1 - x0
+        col, row = grid_cells(np.column_stack([cx, cy, cx, cy]), size)
+        return (col == round(x0 / size)) & (row == round(y0 / size))
+    # county polygons: the county holding the centre, else the first window holding it
+    counties = read_layer(
+        cfg.inputs.counties, "counties", crs=frame.crs, qa=QALog(), engine=cfg.io.engine
+    )
+    codes = counties["code"].astype(str).str.strip().to_numpy()
+    points = shapely.points(cx, cy)
+    tree = shapely.STRtree(counties.geometry.to_numpy())
+    pi, ci = tree.query(points, predicate="within")
+    first = np.unique(pi, return_index=True)[1]
+    county = np.full(len(frame), None, dtype=object)
+    county[pi[first]] = codes[ci[first]]
+    owned = county == part.county
+    loose = pd.isna(county)
+    if loose.any():
+        home = np.full(len(frame), -1)
+        for k, other in reversed(list(enumerate(plan))):
+            if other.bbox is None:
+                continue
+            x0, y0, x1, y1 = other.bbox
+            inside = (cx >= x0) & (cx <= x1) & (cy >= y0) & (cy <= y1)
+            home[inside] = k
+        me = next(k for k, other in enumerate(plan) if other.name == part.name)
+        owned |= loose & (home == me)
+    return owned
+
+
+def _partition_changes(
+    cfg: SurveyConfig,
+    crs: CRS,
+    counties: gpd.GeoDataFrame | None,
+    parcels: gpd.GeoDataFrame,
+    qa: QALog,
+    counts: dict[str, int],
+    scope: Scope,
+    progress: Progress,
+) -> gpd.GeoDataFrame:
+    """The change parcels a partition owns (the layer is read whole: it is a year's increment).
+
+    A change parcel belongs to the partition of its county (XZQDM); with a grid, to the cell
+    of its centre; with many files, to the files whose parcels are in its county.
+    """
+    spec = cfg.inputs.changes
+    progress(f"reading changes: {describe(spec)}")
+    frame = _read(spec, "changes", crs, cfg, qa, scope, None)
+    n_read = len(frame)
+    ids = frame["id"].astype(str).to_numpy() if "id" in frame else _fids(frame)
+    frame = _clean(frame, "changes", ids, qa, scope)
+    if "id" not in frame:
+        frame["id"] = frame[FID].astype(str)
+    frame["XZQDM"] = _county_codes(frame, counties, qa, "changes").to_numpy()
+    n_used = len(frame)
+    part, plan = scope.part, scope.plan
+    code = frame["XZQDM"].to_numpy(dtype=object)
+    county_parts = {p.county for p in plan if p.kind in ("county", "area")}
+    if part.kind == "county":
+        own = code == part.county
+    elif part.kind == "other":
+        own = ~pd.Series(code).isin(county_parts).to_numpy()
+    elif part.kind in ("area", "grid"):
+        src_crs = layer_crs(file_specs(cfg.inputs.parcels)[0]) or crs
+        local = frame.to_crs(src_crs) if not src_crs.equals(crs) else frame
+        if part.kind == "area":
+            own = code == part.county
+            loose = ~pd.Series(code).isin(county_parts).to_numpy()
+            own |= loose & _owned(cfg, local, part, plan)
+        else:
+            own = _owned(cfg, local, part, plan)
+    elif part.kind == "file":
+        own = pd.Series(code).isin(set(parcels["XZQDM"])).to_numpy()
+    else:
+        own = np.ones(len(frame), dtype=bool)
+    frame = frame[own].reset_index(drop=True)
+    frame.attrs["counts"] = (n_read, n_used)  # the layer's, set where a single run sets them
+    return frame
+
+
+def work_folder(path: Path) -> Path:
+    """The work folder of an archive: ``<folder>/.<stem>.work`` (partial results, checkpoints)."""
+    path = Path(path)
+    return path.parent / f".{path.stem}.work"
+
+
+def _input_fingerprints(cfg: SurveyConfig) -> dict[str, str]:
+    """Fingerprints of every input file but the parcels' (a partition adds its own)."""
+    specs = [
+        spec
+        for name in ("soil", "counties", "region", *PROTECTION_INPUTS)
+        if (spec := getattr(cfg.inputs, name)) is not None
+    ]
+    out = {}
+    for spec in specs:
+        for f in input_files(spec):
+            out[str(f)] = layer_fingerprint(f)
+    for raster in cfg.inputs.rasters.values():
+        out[str(raster.path)] = layer_fingerprint(raster.path)
+    return out
+
+
+def run_partition(
+    cfg: SurveyConfig,
+    part: Partition,
+    plan: tuple[Partition, ...],
+    workdir: Path,
+    stamp: str,
+    threads: int | None = None,
+) -> dict[str, object]:
+    """Survey one partition and write its partial results (the executors' task).
+
+    Reads the partition's inputs itself, runs the stages and writes GeoParquet files and a
+    ``done.json`` marker (holding ``stamp``, the fingerprint of config and inputs) to
+    ``workdir/<partition>/``. Returns a small summary (counts, timings) for the progress line.
+    """
+    folder = Path(workdir) / part.name
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    handler = logging.FileHandler(folder / "partition.log", encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("pipeline")
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        logger.info("partition %s (%s) started", part.name, part.kind)
+        scope = Scope(part, tuple(plan))
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        try:
+            inputs = load_inputs(cfg, _log_progress, scope=scope)
+        except EmptyPartition as empty:
+            logger.info("partition %s: nothing to survey (%s)", part.name, empty)
+            partial = PartialResult(
+                name=part.name,
+                crs="",
+                layers={arc.QA_LOG: empty.qa.frame()},
+                counts=empty.counts,
+                empty=str(empty),
+            )
+        else:
+            timings["read_check"] = time.perf_counter() - t0
+            partial = _survey(cfg, inputs, _log_progress, timings, part.name, threads)
+        partial.read_keys = {k: sorted(v) for k, v in scope.read_keys.items()}
+        partial.used_keys = {k: sorted(v) for k, v in scope.used_keys.items()}
+        _write_partial(folder, partial, stamp)
+        logger.info("partition %s done", part.name)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
+    return {
+        "parcels": int(partial.counts.get("parcels_surveyed", 0)),
+        "pieces": int(partial.counts.get("pieces_black", 0)),
+    }
+
+
+def _log_progress(message: str) -> None:
+    logger.info("%s", message)
+
+
+def _write_partial(folder: Path, partial: PartialResult, stamp: str) -> None:
+    geo = []
+    for name, frame in partial.layers.items():
+        path = folder / f"{name}.parquet"
+        frame = frame.reset_index(drop=True)
+        if isinstance(frame, gpd.GeoDataFrame):
+            frame.to_parquet(path, index=False)
+            geo.append(name)
+        else:
+            pd.DataFrame(frame).to_parquet(path, index=False)
+    info = {
+        "name": partial.name,
+        "crs": partial.crs,
+        "layers": list(partial.layers),
+        "geo": geo,
+        "counts": partial.counts,
+        "timings": partial.timings,
+        "status": partial.status,
+        "names": partial.names,
+        "read_keys": partial.read_keys,
+        "used_keys": partial.used_keys,
+        "empty": partial.empty,
+    }
+    (folder / "partial.json").write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
+    # the marker last, atomically: a partition is done only when everything is on disk
+    tmp = folder / "done.json.tmp"
+    tmp.write_text(json.dumps({"fingerprint": stamp}), encoding="utf-8")
+    os.replace(tmp, folder / "done.json")
+
+
+def _is_done(folder: Path, stamp: str) -> bool:
+    marker = folder / "done.json"
+    try:
+        return json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") == stamp
+    except (OSError, ValueError):
+        return False
+
+
+def _read_partial(folder: Path) -> PartialResult:
+    info = json.loads((folder / "partial.json").read_text(encoding="utf-8"))
+    layers: dict[str, pd.DataFrame] = {}
+    for name in info["layers"]:
+        path = folder / f"{name}.parquet"
+        layers[name] = gpd.read_parquet(path) if name in info["geo"] else pd.read_parquet(path)
+    return PartialResult(
+        name=info["name"],
+        crs=info["crs"],
+        layers=layers,
+        counts=info["counts"],
+        timings=info["timings"],
+        status=info["status"],
+        names=info["names"],
+        read_keys=info["read_keys"],
+        used_keys=info["used_keys"],
+        empty=info["empty"],
+    )
+
+
+def _run_partitioned(
+    cfg: SurveyConfig,
+    *,
+    overwrite: bool,
+    progress: Progress,
+    workers: int | None,
+    scheduler: str | None,
+    resume: bool,
+) -> SurveyOutcome:
+    if cfg.partition.by == "none" and (workers or scheduler):
+        # a cluster needs partitions to share out: counties, as the issue's natural unit
+        cfg = dataclasses.replace(cfg, partition=dataclasses.replace(cfg.partition, by="county"))
+    t0 = time.perf_counter()
+    plan = tuple(plan_partitions(cfg))
+    workdir = work_folder(cfg.output.path)
+    if not resume and workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    files = _input_fingerprints(cfg)
+    stamps = {
+        p.name: fingerprint(cfg, p, {**files, **{str(f): layer_fingerprint(f) for f in p.files}})
+        for p in plan
+    }
+    done = [p for p in plan if _is_done(workdir / p.name, stamps[p.name])]
+    todo = [p for p in plan if p not in done]
+    progress(
+        f"{len(plan)} partition(s) by {plan[0].kind if len(plan) == 1 else cfg.partition.by}"
+        + (f"; {len(done)} done before, resumed" if done else "")
+    )
+    t_plan = time.perf_counter() - t0
+    threads = 1 if (workers or scheduler) else None
+    tasks = [(p.name, (cfg, p, plan, workdir, stamps[p.name], threads)) for p in todo]
+    t1 = time.perf_counter()
+    _, failed = run_tasks(
+        run_partition, tasks, workers=workers, scheduler=scheduler, progress=progress
+    )
+    t_parts = time.perf_counter() - t1
+    if failed:
+        listed = "; ".join(f"{name}: {msg}" for name, msg in sorted(failed.items()))
+        raise InputError(
+            f"{len(failed)} of {len(plan)} partition(s) failed ({listed}); the others are kept "
+            f"in {workdir}: fix the input and rerun with --resume"
+        )
+    progress("merging the partitions")
+    partials = [_read_partial(workdir / p.name) for p in plan]
+    outcome = _finish(
+        cfg,
+        partials,
+        overwrite=overwrite,
+        progress=progress,
+        merge_timings={"plan": t_plan, "partitions": t_parts},
+    )
+    shutil.rmtree(workdir, ignore_errors=True)
+    return outcome
+
+
+@dataclass
+class Merged:
+    """The partitions' results merged into the archive's layers (before the summaries)."""
+
+    crs: CRS
+    pieces: gpd.GeoDataFrame
+    balance: pd.DataFrame
+    protection: dict[str, pd.DataFrame]
+    qa: pd.DataFrame
+    parcels: pd.DataFrame
+    counts: dict[str, int]
+    timings: dict[str, float]
+    status: dict[str, str]
+    names: dict[str, str]
+
+
+#: layers whose rows follow the pieces (DABH renumbered by the merge)
+_BY_PIECE = (arc.OUTSIDE_FARMLAND, arc.ZONING_CONFLICTS, arc.OCCUPATION)
+#: zone kinds of HTGD_GHCT in the order a single run writes them
+_ZONE_ORDER = {"城镇开发边界": 0, "生态保护红线": 1}
+
+
+def output_crs(cfg: SurveyConfig, crss: list[str]) -> CRS:
+    """The archive's CRS: ``output.crs`` where declared; else the partitions' working CRS when
+    they share one, CGCS2000 (EPSG:4490) when they span zones."""
+    if cfg.output.crs is not None:
+        return CRS.from_user_input(cfg.output.crs)
+    distinct = []
+    for text in crss:
+        crs = CRS.from_user_input(text)
+        if not any(crs.equals(c) for c in distinct):
+            distinct.append(crs)
+    if len(distinct) == 1:
+        return distinct[0]
+    return CRS.from_epsg(4490)
+
+
+def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
+    """Merge partitions' results in a fixed order into the archive's layers.
+
+    Pieces are ordered by (county, BSM, soil polygon) and numbered (DABH) per county again, the
+    layers that refer to pieces follow the new numbers, per-county and per-project tables are
+    added up, QA rows that several partitions logged for one shared feature are kept once, and
+    everything is reprojected to the output CRS. One partition comes out as it went in.
+
+    Raises
+    ------
+    InputError
+        No partition had anything to survey.
+    """
+    full = [p for p in partials if p.empty is None]
+    if not full:
+        raise InputError(partials[0].empty if partials else "no partitions")
+    crs = output_crs(cfg, [p.crs for p in full])
+    single = len(partials) == 1
+
+    # pieces: concatenated, sorted stably, renumbered per county
+    frames, keys = [], []
+    for k, p in enumerate(full):
+        frame = _to_crs(p.layers[arc.PIECES], crs)
+        frames.append(frame)
+        keys.append(np.char.add(f"{k}|", frame["DABH"].to_numpy().astype(str)))
+    pieces = _concat(frames, crs)
+    old = np.concatenate(keys) if keys else np.empty(0, dtype=str)
+    order = np.lexsort(
+        (
+            pieces["TRBM"].to_numpy().astype(str),
+            pieces["BSM"].to_numpy().astype(str),
+            pieces["XZQDM"].to_numpy().astype(str),
+        )
+    )
+    pieces = pieces.iloc[order].reset_index(drop=True)
+    old = old[order]
+    seq = pieces.groupby("XZQDM", sort=False).cumcount() + 1
+    pieces["DABH"] = (
+        "HT" + pieces["XZQDM"].astype(str) + str(cfg.year) + seq.astype(str).str.zfill(7)
+    )
+    renumber = dict(zip(old, pieces["DABH"].to_numpy(), strict=True))
+
+    balance = pd.concat([p.layers[arc.BALANCE] for p in full], ignore_index=True)
+    order = np.lexsort((balance["BSM"].to_numpy().astype(str), balance["XZQDM"].to_numpy()))
+    balance = balance.iloc[order].reset_index(drop=True)
+
+    protection: dict[str, pd.DataFrame] = {}
+    names = {}
+    for p in full:
+        names.update(p.names)
+    for name in _protection_layers(full):
+        parts = []
+        for k, p in enumerate(full):
+            if name not in p.layers:
+                continue
+            frame = _to_crs(p.layers[name], crs)
+            if name in _BY_PIECE:
+                frame = frame.copy()
+                frame["DABH"] = (
+                    pd.Series(np.char.add(f"{k}|", frame["DABH"].to_numpy().astype(str)))
+                    .map(renumber)
+                    .to_numpy()
+                )
+            parts.append(frame)
+        protection[name] = _merge_protection(name, parts, crs, single, names)
+
+    qa = _merge_qa(partials)
+    parcels = pd.concat([p.layers[_PARCELS] for p in full], ignore_index=True)
+    return Merged(
+        crs=crs,
+        pieces=pieces,
+        balance=balance,
+        protection=protection,
+        qa=qa,
+        parcels=parcels,
+        counts=_merge_counts(partials, single),
+        timings=_merge_timings(partials),
+        status=dict(full[0].status),
+        names=names,
+    )
+
+
+def _to_crs(frame: pd.DataFrame, crs: CRS) -> pd.DataFrame:
+    if isinstance(frame, gpd.GeoDataFrame) and frame.crs is not None and not frame.crs.equals(crs):
+        return frame.to_crs(crs)
+    return frame
+
+
+def _concat(frames: list[gpd.GeoDataFrame], crs: CRS) -> gpd.GeoDataFrame:
+    if len(frames) == 1:
+        return frames[0].reset_index(drop=True)
+    out = pd.concat(frames, ignore_index=True)
+    return gpd.GeoDataFrame(out, geometry="geometry", crs=crs)
+
+
+def _protection_layers(partials: list[PartialResult]) -> list[str]:
+    """The protection layers present, in the order a partition wrote them."""
+    skip = {arc.PIECES, arc.BALANCE, arc.QA_LOG, _PARCELS}
+    seen: list[str] = []
+    for p in partials:
+        for name in p.layers:
+            if name not in skip and name not in seen:
+                seen.append(name)
+    return seen
+
+
+def _merge_protection(
+    name: str, parts: list[pd.DataFrame], crs: CRS, single: bool, names: dict[str, str]
+) -> pd.DataFrame:
+    """One protection layer of several partitions, in the order a single run gives."""
+    frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    if isinstance(parts[0], gpd.GeoDataFrame):
+        frame = gpd.GeoDataFrame(frame, geometry=parts[0].geometry.name, crs=crs)
+    if name == arc.OUTSIDE_FARMLAND:
+        order = np.argsort(frame["DABH"].to_numpy().astype(str), kind="stable")
+    elif name == arc.ZONING_CONFLICTS:
+        kind = frame["FQLX"].map(_ZONE_ORDER).fillna(9).to_numpy()
+        order = np.lexsort((frame["DABH"].to_numpy().astype(str), kind))
+    elif name == arc.OCCUPATION:
+        order = np.lexsort((frame["XMBH"].to_numpy(), frame["DABH"].to_numpy().astype(str)))
+    elif name == arc.ILLEGAL:
+        order = np.lexsort((frame["BGBSM"].astype(str).to_numpy(), -frame["HTMJ"].to_numpy()))
+    elif single:
+        return frame.reset_index(drop=True)
+    elif name == arc.OCCUPATION_TOTALS:
+        return _merge_project_totals(frame)
+    elif name == arc.OCCUPATION_BALANCE:
+        return _merge_balance_table(frame, names)
+    else:
+        return frame.reset_index(drop=True)
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def _merge_project_totals(frame: pd.DataFrame) -> pd.DataFrame:
+    """HTGD_JSZYHZ of several partitions: every partition lists every project (the layer is
+    read whole), so the per-project figures add up; areas in cents, so the sums are exact."""
+    cents = frame.assign(
+        ZYMJ_c=np.round(frame["ZYMJ"].to_numpy(float) * 100).astype(np.int64),
+        ZYTBDLMJ_c=np.round(frame["ZYTBDLMJ"].to_numpy(float) * 100).astype(np.int64),
+    )
+    first = cents.drop_duplicates("XMBH").set_index("XMBH")
+    sums = cents.groupby("XMBH").agg(
+        TBGS=("TBGS", "sum"), ZYMJ_c=("ZYMJ_c", "sum"), ZYTBDLMJ_c=("ZYTBDLMJ_c", "sum")
+    )
+    out = first.drop(columns=["TBGS", "ZYMJ", "ZYTBDLMJ", "ZYMJ_c", "ZYTBDLMJ_c"])
+    out["TBGS"] = sums["TBGS"].astype(np.int64)
+    out["ZYMJ"] = sums["ZYMJ_c"] / 100
+    out["ZYTBDLMJ"] = sums["ZYTBDLMJ_c"] / 100
+    out = out.reset_index()[list(frame.columns)]
+    out = out.sort_values(["ZYTBDLMJ", "XMBH"], ascending=[False, True], kind="stable")
+    return out.reset_index(drop=True)
+
+
+def _merge_balance_table(frame: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
+    """HTGD_ZBPH of several partitions: county rows added up in cents, the total again."""
+    rows = frame[frame["XZQDM"] != "合计"]
+    cols = [c for c in frame.columns if c not in ("XZQDM", "XZQMC", "SFPH")]
+    cents = rows[["XZQDM"]].copy()
+    for col in cols:
+        cents[col] = np.round(rows[col].to_numpy(float) * 100).astype(np.int64)
+    table = cents.groupby("XZQDM", sort=True).sum()
+    table.loc["合计"] = table.sum()
+    table["GDPHMJ"] = table["BCGDMJ"] - table["ZYGDMJ"]
+    table["HTPHMJ"] = table["BCHTMJ"] - table["ZYHTMJ"]
+    table = table / 100
+    table["SFPH"] = np.where(table["HTPHMJ"] >= 0, "是", "否")
+    table = table.reset_index()
+    table.insert(1, "XZQMC", [names.get(c, "全部" if c == "合计" else "") for c in table["XZQDM"]])
+    return table[list(frame.columns)]
+
+
+def _merge_qa(partials: list[PartialResult]) -> pd.DataFrame:
+    """The QA rows of all partitions, sorted; a row that several partitions logged (a shared
+    soil polygon, a change parcel, a parcel read through two windows) is kept from the first.
+    Soil-map gaps are per partition: their ids get the partition's name."""
+    frames = []
+    for k, p in enumerate(partials):
+        frame = p.layers[arc.QA_LOG].copy()
+        if len(partials) > 1:
+            gap = (frame["layer"] == "soil") & frame["feature_id"].astype(str).str.startswith(
+                "GAP-"
+            )
+            frame.loc[gap, "feature_id"] = p.name + "/" + frame.loc[gap, "feature_id"]
+        frame["_part"] = k
+        frames.append(frame)
+    qa = pd.concat(frames, ignore_index=True)
+    cols = ["layer", "check", "problem", "action", "feature_id"]
+    if len(partials) > 1 and len(qa):
+        first = qa.groupby(cols, sort=False, dropna=False)["_part"].transform("min")
+        qa = qa[qa["_part"].to_numpy() == first.to_numpy()]
+    qa = qa.sort_values(cols, kind="stable").drop(columns="_part").reset_index(drop=True)
+    return qa[["layer", "feature_id", "check", "problem", "action"]]
+
+
+def _merge_counts(partials: list[PartialResult], single: bool) -> dict[str, int]:
+    """Counts added up over partitions; a layer read by several partitions counts its features
+    once (``<layer>_read``, ``<layer>_used``)."""
+    if single:
+        return dict(partials[0].counts)
+    widest = max(partials, key=lambda p: len(p.counts))
+    keys = list(widest.counts)
+    for p in partials:
+        keys += [k for k in p.counts if k not in keys]
+    counts = {k: int(sum(p.counts.get(k, 0) for p in partials)) for k in keys}
+    for attr, suffix in (("read_keys", "_read"), ("used_keys", "_used")):
+        union: dict[str, set[str]] = {}
+        for p in partials:
+            for layer, found in getattr(p, attr).items():
+                union.setdefault(layer, set()).update(found)
+        for layer, found in union.items():
+            if layer != "parcels" and f"{layer}{suffix}" in counts:
+                counts[f"{layer}{suffix}"] = len(found)
+    return counts
+
+
+def _merge_timings(partials: list[PartialResult]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for p in partials:
+        for k, v in p.timings.items():
+            out[k] = out.get(k, 0.0) + float(v)
+    return out
+
+
+def write_parquet_archive(
+    path: Path, layers: dict[str, pd.DataFrame], *, overwrite: bool = False
+) -> Path:
+    """Write the archive as a folder of GeoParquet files (``output.format: parquet``).
+
+    ``HTGDTB/<county>.parquet`` holds each county's pieces (a partitioned dataset that Arrow,
+    DuckDB and GDAL read as one); every other layer is one ``<layer>.parquet``. The folder is
+    written beside the target and renamed into place when complete.
+
+    Raises
+    ------
+    UsageError
+        The folder exists and ``overwrite`` is false.
+    OutputError
+        The folder cannot be written.
+    """
+    path = Path(path)
+    arc.check_output(path, overwrite)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        for name, frame in layers.items():
+            frame = frame.reset_index(drop=True)
+            if name == arc.PIECES:
+                folder = tmp / name
+                folder.mkdir()
+                for code, rows in frame.groupby("XZQDM", sort=True):
+                    rows.reset_index(drop=True).to_parquet(folder / f"{code}.parquet", index=False)
+            elif isinstance(frame, gpd.GeoDataFrame):
+                frame.to_parquet(tmp / f"{name}.parquet", index=False)
+            else:
+                pd.DataFrame(frame).to_parquet(tmp / f"{name}.parquet", index=False)
+        if path.exists():
+            old = path.with_name(f".{path.name}.{os.getpid()}.old")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+        else:
+            os.replace(tmp, path)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"{path}: cannot write the parquet archive ({err})") from err
+    return path

@@ -1,0 +1,184 @@
+"""Run a job's partitions: in this process, on a local dask cluster, or on an existing one.
+
+The engine is dask.distributed (DESIGN.md §7: an existing engine, no home-made scheduler). One
+task per partition is submitted; each task reads its own partition and writes its partial
+results itself, so only small summaries travel back. :func:`run_tasks` reports each finished
+partition through the ``progress`` callback (counts, timing, an estimate of the time left) and
+collects failures by partition name while the other partitions finish. It knows nothing of
+surveys: a task is a picklable function and its arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .errors import PipelineError, UsageError
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+Task = tuple[str, tuple[Any, ...]]
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, PipelineError):
+        return str(err)
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+class _Tally:
+    """The progress line over partitions: done/total, failures, counts, timing."""
+
+    def __init__(self, total: int, progress: Progress) -> None:
+        self.total = total
+        self.done = 0
+        self.failed = 0
+        self.parcels = 0
+        self.start = time.perf_counter()
+        self.progress = progress
+
+    def report(self, name: str, seconds: float, result: Any = None, error: str | None = None):
+        self.done += 1
+        if error is not None:
+            self.failed += 1
+        elif isinstance(result, dict):
+            self.parcels += int(result.get("parcels", 0))
+        elapsed = time.perf_counter() - self.start
+        left = elapsed / self.done * (self.total - self.done)
+        width = 20
+        filled = round(width * self.done / self.total) if self.total else width
+        bar = "#" * filled + "-" * (width - filled)
+        what = f"FAILED: {error}" if error is not None else f"done in {seconds:.1f}s"
+        self.progress(
+            f"[{bar}] {self.done}/{self.total} partitions"
+            + (f" ({self.failed} failed)" if self.failed else "")
+            + f", {self.parcels:,} parcels, {elapsed:.0f}s elapsed, ~{left:.0f}s left"
+            + f" | {name} {what}"
+        )
+
+
+def run_tasks(
+    func: Callable[..., Any],
+    tasks: Sequence[Task],
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: Progress = _noop,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Run ``func(*args)`` for each ``(name, args)`` task; collect results and failures.
+
+    Parameters
+    ----------
+    func : callable
+        A module-level function (it is pickled to dask workers).
+    tasks : sequence of (name, args)
+        One per partition; names are unique.
+    workers : int, optional
+        Start a local dask cluster of this many single-threaded worker processes (loopback).
+    scheduler : str, optional
+        The address of an existing dask scheduler (``tcp://HOST:PORT``).
+    progress : callable
+        Receives one line per finished task.
+
+    Returns
+    -------
+    results : dict
+        Task name → the function's return value, for the tasks that succeeded.
+    failed : dict
+        Task name → a one-line error, for the tasks that raised.
+
+    Raises
+    ------
+    UsageError
+        The scheduler cannot be reached.
+
+    Examples
+    --------
+    >>> run_tasks(pow, [("a", (2, 3)), ("b", (2, "x"))])[0]
+    {'a': 8}
+    """
+    if not tasks:
+        return {}, {}
+    tally = _Tally(len(tasks), progress)
+    if workers is None and scheduler is None:
+        return _in_process(func, tasks, tally)
+    return _on_dask(func, tasks, tally, workers, scheduler)
+
+
+def _in_process(
+    func: Callable[..., Any], tasks: Sequence[Task], tally: _Tally
+) -> tuple[dict[str, Any], dict[str, str]]:
+    results: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    for name, args in tasks:
+        t0 = time.perf_counter()
+        try:
+            results[name] = func(*args)
+        except Exception as err:  # a failed partition is reported; the others go on
+            failed[name] = _describe(err)
+            logger.warning("partition %s failed: %s", name, failed[name], exc_info=True)
+            tally.report(name, time.perf_counter() - t0, error=failed[name])
+            continue
+        tally.report(name, time.perf_counter() - t0, results[name])
+    return results, failed
+
+
+def _on_dask(
+    func: Callable[..., Any],
+    tasks: Sequence[Task],
+    tally: _Tally,
+    workers: int | None,
+    scheduler: str | None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    try:
+        if scheduler is not None:
+            try:
+                client = Client(scheduler, timeout="20s")
+            except (OSError, TimeoutError) as err:
+                raise UsageError(
+                    f"--scheduler {scheduler}: cannot reach the dask scheduler ({err})"
+                ) from err
+        else:
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+            )
+            client = Client(cluster)
+        results: dict[str, Any] = {}
+        failed: dict[str, str] = {}
+        with client:
+            started = time.perf_counter()
+            futures = {
+                client.submit(func, *args, key=f"blacksoil-partition-{name}-{id(tasks)}",
+                              pure=False): name
+                for name, args in tasks
+            }  # fmt: skip
+            for future in as_completed(futures):
+                name = futures[future]
+                seconds = time.perf_counter() - started
+                if future.status == "error":
+                    failed[name] = _describe(future.exception())
+                    logger.warning("partition %s failed: %s", name, failed[name])
+                    tally.report(name, seconds, error=failed[name])
+                else:
+                    results[name] = future.result()
+                    tally.report(name, seconds, results[name])
+                future.release()
+        return results, failed
+    finally:
+        if cluster is not None:
+            cluster.close()

@@ -1,0 +1,401 @@
+"""Split a survey job into partitions: by county, by file, or by a grid over the parcels.
+
+A partition is the unit of work of a scaled-out run (DESIGN.md §1, §7): the runner surveys each
+one on its own, in-process or on a dask worker, writes its partial results, and merges them.
+:func:`plan_partitions` finds the partitions cheaply, without reading geometry where it can:
+
+- ``by: county``: the county codes (first 6 digits of the parcels' county field, ZLDWDM) read
+  attribute-only; each county's parcels are then read with a ``where`` filter (ANDed with the
+  user's). Parcels whose county field is missing or malformed form one more partition
+  (``_other``) and take their county from the counties layer as in a single run. Without a
+  county field the counties layer gives the partitions (parcels read with the county's bbox,
+  owned by the county their inner point lies in); without either, a grid.
+- ``by: grid``: square cells of ``grid_size_m`` over the parcels' extent (feature bounds read
+  without attributes); a parcel belongs to the cell holding the centre of its bounding box.
+- many files (``inputs.parcels.path`` a glob or a folder): one partition per file.
+- ``by: none``: one partition, the whole job.
+
+It hands on :class:`Partition` records (small, picklable) and the read specs derived from them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyogrio
+from pyproj import CRS, Transformer
+
+from .config import InputSpec, SurveyConfig
+from .errors import ConfigError, InputError
+
+#: partition name of the parcels whose county field gives no county
+OTHER = "_other"
+#: files a folder input may hold (a .gdb folder is itself one input)
+VECTOR_SUFFIXES = (".gpkg", ".shp", ".parquet", ".geoparquet", ".gdb", ".geojson", ".fgb")
+
+Kind = Literal["all", "county", "other", "area", "grid", "file"]
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One unit of work of a survey job.
+
+    Attributes
+    ----------
+    name : str
+        Unique, file-name safe (a county code, ``_other``, ``grid_x_y`` or a file stem).
+    kind : str
+        ``all`` (the whole job), ``county`` (a ``where`` on the county field), ``other``
+        (parcels with no usable county code), ``area`` (a county polygon of the counties layer),
+        ``grid`` (a grid cell) or ``file`` (one file of a many-file input).
+    where : str or None
+        Extra filter on the parcels, ANDed with the user's ``where``.
+    bbox : tuple or None
+        Read window for the parcels, in the parcels' CRS (``area``, ``grid``).
+    files : tuple of Path
+        The parcels files read (several only for a many-file input read as one).
+    cell : tuple or None
+        The grid cell (xmin, ymin, xmax, ymax), half-open: a parcel belongs to it when the centre
+        of its bounding box lies inside.
+    county : str or None
+        The county code of a ``county`` or ``area`` partition.
+    """
+
+    name: str
+    kind: Kind = "all"
+    where: str | None = None
+    bbox: tuple[float, float, float, float] | None = None
+    files: tuple[Path, ...] = ()
+    cell: tuple[float, float, float, float] | None = None
+    county: str | None = None
+
+
+def has_pattern(path: Path) -> bool:
+    """Whether an input path is a glob pattern."""
+    return any(c in str(path) for c in "*?[")
+
+
+def is_many(spec: InputSpec) -> bool:
+    """Whether an input is many files: a glob, or a folder that is not a File Geodatabase."""
+    path = spec.path
+    return has_pattern(path) or (path.is_dir() and path.suffix.lower() != ".gdb")
+
+
+def input_files(spec: InputSpec) -> list[Path]:
+    """The files of an input, sorted: the file itself, a glob's matches or a folder's files.
+
+    Raises
+    ------
+    InputError
+        A glob or folder that holds no input file.
+    """
+    path = spec.path
+    if has_pattern(path):
+        files = sorted(Path(p) for p in glob.glob(str(path)))
+        if not files:
+            raise InputError(f"{path}: no file matches the pattern")
+        return files
+    if path.is_dir() and path.suffix.lower() != ".gdb":
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in VECTOR_SUFFIXES)
+        if not files:
+            raise InputError(
+                f"{path}: the folder holds no input file ({', '.join(VECTOR_SUFFIXES)})"
+            )
+        return files
+    return [path]
+
+
+def file_specs(spec: InputSpec) -> list[InputSpec]:
+    """One spec per file of an input (the spec itself for a single file)."""
+    return [dataclasses.replace(spec, path=f) for f in input_files(spec)]
+
+
+def combine_where(*clauses: str | None) -> str | None:
+    """Join SQL filters with AND (None where there is none)."""
+    parts = [f"({c})" for c in clauses if c]
+    if not parts:
+        return None
+    return parts[0][1:-1] if len(parts) == 1 else " AND ".join(parts)
+
+
+def _quote(field: str) -> str:
+    return '"' + field.replace('"', '""') + '"'
+
+
+def county_where(field: str, codes: list[str]) -> str:
+    """SQL selecting the features whose county field starts with one of ``codes``."""
+    return " OR ".join(f"{_quote(field)} LIKE '{code}%'" for code in codes)
+
+
+def other_where(field: str, codes: list[str]) -> str:
+    """SQL selecting the features whose county field starts with none of ``codes``."""
+    if not codes:
+        return "1 = 1"
+    return f"{_quote(field)} IS NULL OR NOT ({county_where(field, codes)})"
+
+
+def _field_name(spec: InputSpec, semantic: str) -> str | None:
+    """The layer's actual field for a semantic name (case-insensitive), None when absent."""
+    name = spec.fields.get(semantic)
+    if name is None:
+        return None
+    try:
+        if spec.path.suffix.lower() in (".parquet", ".geoparquet"):
+            import pyarrow.parquet as pq
+
+            fields = list(pq.read_schema(spec.path).names)
+        else:
+            fields = [str(f) for f in pyogrio.read_info(spec.path, layer=spec.layer)["fields"]]
+    except Exception as err:
+        raise InputError(f"{spec.path}: cannot open ({_short(err)})") from err
+    lower = {f.lower(): f for f in fields}
+    return name if name in fields else lower.get(name.lower())
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _county_column(spec: InputSpec, field: str) -> pd.Series:
+    """The county field of every parcel, attribute-only (no geometry is read)."""
+    try:
+        if spec.path.suffix.lower() in (".parquet", ".geoparquet"):
+            frame = pd.read_parquet(spec.path, columns=[field])
+            if spec.where:
+                from .sources import _sql_filter
+
+                frame = frame[_sql_filter(frame, spec.where, str(spec.path))]
+        else:
+            frame = pyogrio.read_dataframe(
+                spec.path,
+                layer=spec.layer,
+                columns=[field],
+                read_geometry=False,
+                where=spec.where,
+                use_arrow=True,
+            )
+    except InputError:
+        raise
+    except Exception as err:
+        raise InputError(f"{spec.path}: cannot read field {field} ({_short(err)})") from err
+    return frame[field]
+
+
+def county_codes(values: pd.Series) -> pd.Series:
+    """The county code (first 6 digits, when they are digits) of each value; None otherwise."""
+    raw = values.astype(object)
+    text = raw.where(raw.notna(), "").astype(str).str.strip().str[:6]
+    good = text.str.fullmatch(r"\d{6}").to_numpy(dtype=bool)
+    codes = np.where(good, text.to_numpy(dtype=object), None)
+    return pd.Series(codes, index=values.index, dtype=object)
+
+
+def plan_partitions(cfg: SurveyConfig) -> list[Partition]:
+    """The partitions of a job, in a fixed order (by name).
+
+    Parameters
+    ----------
+    cfg : SurveyConfig
+        The job; ``cfg.partition.by`` chooses the split.
+
+    Returns
+    -------
+    list of Partition
+
+    Raises
+    ------
+    InputError
+        The parcels cannot be read, or hold no feature to partition.
+    """
+    spec = cfg.inputs.parcels
+    by = cfg.partition.by
+    if is_many(spec):
+        files = input_files(spec)
+        names = [_safe_name(f.stem) for f in files]
+        if len(set(names)) != len(names):
+            raise ConfigError(
+                f"inputs.parcels.path: {spec.path} matches files with the same name in different "
+                "folders; give them distinct names"
+            )
+        if by == "none":
+            return [Partition("all", "all", files=tuple(files))]
+        return [Partition(n, "file", files=(f,)) for n, f in sorted(zip(names, files, strict=True))]
+    if by == "none":
+        return [Partition("all", "all", files=(spec.path,))]
+    if by == "county":
+        field = _field_name(spec, "county")
+        if field is not None:
+            return _by_county_field(spec, field)
+        if cfg.inputs.counties is not None:
+            return _by_county_areas(cfg)
+    return _by_grid(spec, cfg.partition.grid_size_m)
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^0-9A-Za-z_\-.]+", "_", text).strip("._") or "part"
+
+
+def _by_county_field(spec: InputSpec, field: str) -> list[Partition]:
+    codes = county_codes(_county_column(spec, field))
+    found = sorted(set(codes.dropna()))
+    parts = [
+        Partition(
+            code, "county", where=county_where(field, [code]), files=(spec.path,), county=code
+        )
+        for code in found
+    ]
+    if codes.isna().any():
+        parts.append(Partition(OTHER, "other", where=other_where(field, found), files=(spec.path,)))
+    if not parts:
+        raise InputError(f"{spec.path}: no parcels to partition")
+    return parts
+
+
+def _by_county_areas(cfg: SurveyConfig) -> list[Partition]:
+    """One partition per county polygon of the counties layer (parcels have no county field)."""
+    counties = cfg.inputs.counties
+    code_field = _field_name(counties, "code")
+    if code_field is None:
+        raise InputError(f"{counties.path}: field {counties.fields['code']!r} not found")
+    try:
+        frame = pyogrio.read_dataframe(
+            counties.path, layer=counties.layer, columns=[code_field], where=counties.where
+        )
+    except Exception as err:
+        raise InputError(f"{counties.path}: cannot read ({_short(err)})") from err
+    parcels_crs = _layer_crs(cfg.inputs.parcels)
+    if frame.crs is not None and parcels_crs is not None and not frame.crs.equals(parcels_crs):
+        frame = frame.to_crs(parcels_crs)
+    codes = frame[code_field].astype(str).str.strip()
+    parts = []
+    for code in sorted(set(codes)):
+        xmin, ymin, xmax, ymax = frame.geometry[codes == code].total_bounds
+        if not np.all(np.isfinite([xmin, ymin, xmax, ymax])):
+            continue
+        parts.append(
+            Partition(
+                _safe_name(code),
+                "area",
+                bbox=(xmin, ymin, xmax, ymax),
+                files=(cfg.inputs.parcels.path,),
+                county=code,
+            )
+        )
+    if not parts:
+        raise InputError(f"{counties.path}: no county polygon to partition by")
+    return parts
+
+
+def _layer_crs(spec: InputSpec) -> CRS | None:
+    if spec.crs is not None:
+        return CRS.from_user_input(spec.crs)
+    try:
+        if spec.path.suffix.lower() in (".parquet", ".geoparquet"):
+            import geopandas as gpd
+
+            return gpd.read_parquet(spec.path, columns=[]).crs
+        crs = pyogrio.read_info(spec.path, layer=spec.layer)["crs"]
+    except Exception as err:
+        raise InputError(f"{spec.path}: cannot open ({_short(err)})") from err
+    return CRS.from_user_input(crs) if crs else None
+
+
+def parcel_bounds(spec: InputSpec) -> np.ndarray:
+    """Bounding boxes (n × 4) of the parcels, read without attributes."""
+    try:
+        if spec.path.suffix.lower() in (".parquet", ".geoparquet"):
+            import geopandas as gpd
+
+            geoms = gpd.read_parquet(spec.path).geometry.to_numpy()
+            import shapely
+
+            return shapely.bounds(geoms)
+        _, bounds = pyogrio.read_bounds(spec.path, layer=spec.layer, where=spec.where)
+    except Exception as err:
+        raise InputError(f"{spec.path}: cannot read ({_short(err)})") from err
+    return np.asarray(bounds, dtype=float).T
+
+
+def _grid_size(spec: InputSpec, size_m: float) -> float:
+    crs = _layer_crs(spec)
+    if crs is not None and crs.is_geographic:
+        return size_m / 111_320.0  # metres to degrees of latitude; cells need not be exact
+    return size_m
+
+
+def grid_cells(bounds: np.ndarray, size: float) -> tuple[np.ndarray, np.ndarray]:
+    """The (column, row) of the grid cell holding the centre of each bounding box."""
+    cx = (bounds[:, 0] + bounds[:, 2]) / 2
+    cy = (bounds[:, 1] + bounds[:, 3]) / 2
+    return np.floor(cx / size).astype(np.int64), np.floor(cy / size).astype(np.int64)
+
+
+def _by_grid(spec: InputSpec, size_m: float) -> list[Partition]:
+    bounds = parcel_bounds(spec)
+    ok = np.isfinite(bounds).all(axis=1)
+    if not ok.any():
+        raise InputError(f"{spec.path}: no parcel geometry to partition")
+    size = _grid_size(spec, size_m)
+    col, row = grid_cells(bounds[ok], size)
+    parts = []
+    for c, r in sorted(set(zip(col.tolist(), row.tolist(), strict=True))):
+        cell = (c * size, r * size, (c + 1) * size, (r + 1) * size)
+        sel = (col == c) & (row == r)
+        b = bounds[ok][sel]
+        bbox = (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max())
+        parts.append(Partition(f"grid_{c}_{r}", "grid", bbox=bbox, files=(spec.path,), cell=cell))
+    # parcels with no geometry still need a home: the first cell reads them (and rejects them)
+    return parts
+
+
+def parcel_specs(spec: InputSpec, part: Partition) -> list[InputSpec]:
+    """The read specs of a partition's parcels (one per file)."""
+    files = part.files or (spec.path,)
+    return [
+        dataclasses.replace(spec, path=f, where=combine_where(spec.where, part.where))
+        for f in files
+    ]
+
+
+def transform_bbox(
+    bbox: tuple[float, float, float, float], src: CRS, dst: CRS | None
+) -> tuple[float, float, float, float]:
+    """A bbox in another CRS (the box around the densified edges of the reprojected box)."""
+    if dst is None or src.equals(dst):
+        return bbox
+    tr = Transformer.from_crs(src, dst, always_xy=True)
+    x0, y0, x1, y1 = tr.transform_bounds(*bbox, densify_pts=21)
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+        raise InputError(f"cannot transform the read window {bbox} from {src} to {dst}")
+    return (x0, y0, x1, y1)
+
+
+def layer_crs(spec: InputSpec) -> CRS | None:
+    """The CRS of an input layer (its ``crs`` override, else the file's)."""
+    return _layer_crs(spec)
+
+
+def fingerprint(cfg: SurveyConfig, part: Partition, files: dict[str, str]) -> str:
+    """A hash of what a partition's result depends on: the job config (without the output and
+    partitioning keys), the partition and its input files' fingerprints."""
+    raw = {k: v for k, v in cfg.raw.items() if k not in ("output",)}
+    out = cfg.output
+    payload = {
+        "config": raw,
+        "output_crs": out.crs,
+        "partition": dataclasses.asdict(part),
+        "files": files,
+    }
+    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()

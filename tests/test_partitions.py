@@ -1,0 +1,457 @@
+"""Partitioned runs: planning, determinism across partitionings, resume, failed partitions,
+mixed Gauss-Krüger zones and the GeoParquet archive.
+
+The three-county job is 27 parcels of 100 m × 100 m in a row of three counties (x 0-300 m is
+220122, 300-600 m 220183, 600-900 m 220113), with every protection input crossing a county line,
+so that a partition boundary runs through soil polygons, zones and projects.
+"""
+
+from __future__ import annotations
+
+import json
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from geopandas.testing import assert_geodataframe_equal
+from pyproj import Geod
+
+import pipeline
+from conftest import CRS, Job, box, parcels_frame, soil_frame
+from pipeline import archive as arc
+from pipeline.errors import InputError
+from pipeline.partitions import (
+    OTHER,
+    combine_where,
+    county_codes,
+    input_files,
+    plan_partitions,
+)
+from pipeline.runner import work_folder
+
+COUNTIES = ("220122", "220183", "220113")
+
+
+def _county(x: float) -> str:
+    return COUNTIES[int(x // 300)]
+
+
+def three_county_parcels() -> gpd.GeoDataFrame:
+    rows = []
+    for i in range(9):
+        for j in range(3):
+            x, y = i * 100, j * 100
+            code = _county(x)
+            row = {
+                "BSM": f"{code}2024{i:03d}{j:05d}",
+                "ZLDWDM": f"{code}1001010000000",
+                "geometry": box(x, y, x + 100, y + 100),
+                "KCXS": 0.05 if j == 1 else 0.0,
+            }
+            if (i, j) == (2, 2):  # the land after a change: construction, not surveyed
+                row.update(DLBM="0702", DLMC="农村宅基地")
+            if (i, j) == (4, 0):
+                row["TBMJ"] = 10000.37  # official area differs from the planar one
+            rows.append(row)
+    return parcels_frame(rows)
+
+
+def frame(rows: list[dict]) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(rows, geometry="geometry", crs=CRS)
+
+
+def three_county_job(job: Job, *, many_files: bool = False) -> Job:
+    parcels = three_county_parcels()
+    if many_files:
+        folder = job.folder / "dltb"
+        folder.mkdir()
+        for code in COUNTIES:
+            part = parcels[parcels["ZLDWDM"].str[:6] == code]
+            part.to_file(folder / f"{code}.gpkg", layer="DLTB", engine="pyogrio")
+        job.config["inputs"]["parcels"] = {"path": "dltb", "layer": "DLTB"}
+    else:
+        job.layer("parcels", parcels, "DLTB")
+    soil = soil_frame(
+        [
+            ("黑土", box(-20, -20, 460, 320)),
+            ("潮土", box(460, -20, 920, 150)),
+            ("黑钙土", box(460, 150, 920, 320)),
+        ]
+    )
+    job.layer("soil", soil, "TRTB")
+    job.layer(
+        "counties",
+        frame(
+            [
+                {"XZQDM": c, "XZQMC": n, "geometry": box(k * 300, -50, (k + 1) * 300, 350)}
+                for k, (c, n) in enumerate(
+                    zip(COUNTIES, ("农安县", "榆树市", "九台区"), strict=True)
+                )
+            ]
+        ),
+        "XZQ",
+    )
+    job.layer("region", frame([{"geometry": box(-100, -100, 1000, 400)}]), "HTQY")
+    job.layer(
+        "basic_farmland",
+        frame([{"YJJBNTTBBH": "J1", "geometry": box(50, 50, 650, 250)}]),
+        "YJJBNTTB",
+    )
+    job.layer(
+        "urban_boundary",
+        frame([{"GHFQDM": "Z1", "GHFQMC": "集中建设区", "geometry": box(250, -50, 350, 50)}]),
+        "CZKFBJ",
+    )
+    job.layer(
+        "ecological_redline",
+        frame(
+            [{"HXBM": "H1", "HXMC": "湿地", "HXLX": "生态", "geometry": box(700, 200, 760, 260)}]
+        ),
+        "STBHHX",
+    )
+    job.layer(
+        "construction",
+        frame(
+            [
+                {"XMMC": "跨县项目", "PZWH": "批1", "PZRQ": "2024-03-01",
+                 "geometry": box(280, 120, 330, 180)},
+                {"XMMC": "未批项目", "PZWH": "", "PZRQ": "", "geometry": box(820, 20, 850, 50)},
+                {"XMMC": "远处项目", "PZWH": "批2", "PZRQ": "2024-05-01",
+                 "geometry": box(5000, 5000, 5100, 5100)},
+            ]
+        ),
+        "JSXMYD",
+    )  # fmt: skip
+    job.layer(
+        "changes",
+        frame(
+            [
+                {"BSM": "C1", "BGQDLBM": "0103", "BGHDLBM": "0702", "BGMJ": 10000.0,
+                 "XZQDM": "220122", "geometry": box(200, 200, 300, 300)},
+                {"BSM": "C2", "BGQDLBM": "0404", "BGHDLBM": "0103", "BGMJ": 10000.0,
+                 "XZQDM": "220113", "geometry": box(800, 200, 900, 300)},
+            ]
+        ),
+        "DLTBGX",
+    )  # fmt: skip
+    return job
+
+
+def survey(job: Job, name: str, **kwargs) -> dict[str, pd.DataFrame]:
+    """Run the job with an archive of its own name; return the archive's layers."""
+    out = job.folder / "out" / f"{name}.gpkg"
+    cfg = pipeline.load_config(job.write(output={"path": str(out)}, **kwargs.pop("config", {})))
+    pipeline.run_survey(cfg, overwrite=True, **kwargs)
+    return pipeline.open_archive(out)
+
+
+def comparable(layers: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The archive without what must differ between runs: the time, timings and the config."""
+    out = dict(layers)
+    meta = out[arc.METADATA]
+    out[arc.METADATA] = meta[~meta["key"].isin(["created", "timings_s", "config"])].reset_index(
+        drop=True
+    )
+    return out
+
+
+def assert_same_archive(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame]) -> None:
+    a, b = comparable(a), comparable(b)
+    assert list(a) == list(b)
+    for name in a:
+        left, right = a[name], b[name]
+        if isinstance(left, gpd.GeoDataFrame):
+            assert_geodataframe_equal(left, right)
+        else:
+            pd.testing.assert_frame_equal(left, right)
+
+
+@pytest.fixture
+def single(job) -> dict[str, pd.DataFrame]:
+    three_county_job(job)
+    return survey(job, "single")
+
+
+# --- planning ------------------------------------------------------------------------------
+
+
+def test_county_codes_take_six_digits_and_refuse_the_rest():
+    codes = county_codes(pd.Series(["2201221001", " 220183", "22A183", None, "2201"]))
+    assert codes.tolist() == ["220122", "220183", None, None, None]
+
+
+def test_combine_where_ands_the_filters():
+    assert combine_where(None, None) is None
+    assert combine_where("A = 1", None) == "A = 1"
+    assert combine_where("A = 1", "B = 2 OR C = 3") == "(A = 1) AND (B = 2 OR C = 3)"
+
+
+def test_plan_by_county_field_with_a_partition_for_bad_codes(job):
+    parcels = three_county_parcels()
+    parcels.loc[0, "ZLDWDM"] = None
+    parcels.loc[1, "ZLDWDM"] = "bad"
+    job.layer("parcels", parcels, "DLTB", where="DLBM <> '9999'")
+    job.layer("soil", soil_frame([("黑土", box(0, 0, 900, 300))]), "TRTB")
+    cfg = pipeline.load_config(job.write(partition={"by": "county"}))
+    plan = plan_partitions(cfg)
+    assert [p.name for p in plan] == ["220113", "220122", "220183", OTHER]
+    assert plan[0].where == "\"ZLDWDM\" LIKE '220113%'"
+    # every parcel is read by exactly one partition
+    import pyogrio
+
+    from pipeline.partitions import parcel_specs
+
+    total = 0
+    for part in plan:
+        (spec,) = parcel_specs(cfg.inputs.parcels, part)
+        assert spec.where.startswith("(DLBM <> '9999') AND (")
+        total += len(pyogrio.read_dataframe(spec.path, where=spec.where, read_geometry=False))
+    assert total == len(parcels)
+
+
+def test_plan_grid_and_files(job):
+    three_county_job(job, many_files=True)
+    cfg = pipeline.load_config(job.write(partition={"by": "grid", "grid_size_m": 450}))
+    plan = plan_partitions(cfg)
+    assert [p.kind for p in plan] == ["file"] * 3  # many files: one partition per file
+    assert [p.name for p in plan] == sorted(COUNTIES)
+    assert [f.name for f in input_files(cfg.inputs.parcels)] == sorted(
+        f"{c}.gpkg" for c in COUNTIES
+    )
+    job.layer("parcels", three_county_parcels(), "DLTB")
+    cfg = pipeline.load_config(job.write(partition={"by": "grid", "grid_size_m": 450}))
+    plan = plan_partitions(cfg)
+    assert all(p.kind == "grid" for p in plan) and len(plan) >= 3
+    cells = [p.cell for p in plan]
+    assert all(c[2] - c[0] == pytest.approx(450) for c in cells)
+
+
+def test_counties_layer_partitions_when_parcels_have_no_county_field(job):
+    three_county_job(job)
+    job.config["inputs"]["parcels"]["fields"] = {"county": "NOSUCH"}
+    cfg = pipeline.load_config(job.write(partition={"by": "county"}))
+    plan = plan_partitions(cfg)
+    assert [(p.kind, p.county) for p in plan] == [("area", c) for c in sorted(COUNTIES)]
+
+
+def test_partition_names_are_unique_for_files(tmp_path):
+    (tmp_path / "a").mkdir()
+    with pytest.raises(InputError, match="no file matches"):
+        input_files(pipeline.config.InputSpec(path=tmp_path / "a" / "*.gpkg"))
+
+
+# --- determinism -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "partition",
+    [{"by": "county"}, {"by": "grid", "grid_size_m": 250}],
+    ids=["county", "grid"],
+)
+def test_partitioned_archive_is_identical_to_one_partition(job, single, partition):
+    parted = survey(job, "parted", config={"partition": partition})
+    assert_same_archive(single, parted)
+    # the layers that cross county lines are really there
+    for name in (arc.OUTSIDE_FARMLAND, arc.ZONING_CONFLICTS, arc.OCCUPATION, arc.ILLEGAL):
+        assert len(single[name]) > 0, name
+    totals = single[arc.OCCUPATION_TOTALS].set_index("XMMC")
+    assert totals.loc["跨县项目", "TBGS"] == 2  # a piece in each county
+    assert totals.loc["远处项目", "TBGS"] == 0
+    assert not work_folder(job.folder / "out" / "parted.gpkg").exists()
+
+
+def test_same_archive_from_many_files(job, single):
+    three_county_job(job, many_files=True)
+    parted = survey(job, "files", config={"partition": {"by": "county"}})
+    a, b = comparable(single), comparable(parted)
+    for name in a:
+        if name != arc.METADATA:  # the inputs (paths, fingerprints) differ
+            pd.testing.assert_frame_equal(pd.DataFrame(a[name]), pd.DataFrame(b[name]))
+
+
+# --- resume and failures ----------------------------------------------------------------------
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_to_the_same_archive(job, single):
+    cfg = {"partition": {"by": "county"}}
+    seen: list[str] = []
+
+    def stop_after_first(message: str) -> None:
+        seen.append(message)
+        if "1/3 partitions" in message:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        survey(job, "resumed", config=cfg, progress=stop_after_first)
+    work = work_folder(job.folder / "out" / "resumed.gpkg")
+    assert len(list(work.glob("*/done.json"))) == 1
+    assert (next(work.glob("*/done.json")).parent / "partition.log").exists()
+
+    seen.clear()
+    resumed = survey(job, "resumed", config=cfg, progress=seen.append, resume=True)
+    assert any("1 done before, resumed" in m for m in seen)
+    assert sum("partitions" in m and "/2 " in m for m in seen) == 2  # only the two left
+    assert_same_archive(single, resumed)
+
+
+def test_resume_redoes_a_partition_whose_input_changed(job):
+    three_county_job(job, many_files=True)
+    cfg = {"partition": {"by": "county"}}
+
+    def stop(message: str) -> None:
+        if "3/3 partitions" in message:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        survey(job, "changed", config=cfg, progress=stop)
+    # one county's file changes: only its partition runs again
+    path = job.folder / "dltb" / "220183.gpkg"
+    parcels = gpd.read_file(path)
+    parcels.loc[0, "TBMJ"] = 9999.0
+    path.unlink()
+    parcels.to_file(path, layer="DLTB", engine="pyogrio")
+    seen: list[str] = []
+    layers = survey(job, "changed", config=cfg, progress=seen.append, resume=True)
+    assert any("2 done before" in m for m in seen)
+    assert any("1/1 partitions" in m and "220183" in m for m in seen)
+    assert 9999.0 in layers[arc.BALANCE]["TBMJ"].to_numpy()
+
+
+def test_failed_partition_is_named_and_the_others_finish(job, single):
+    three_county_job(job, many_files=True)
+    bad = job.folder / "dltb" / "220183.gpkg"
+    good = bad.read_bytes()
+    bad.write_bytes(b"not a geopackage" * 100)
+    cfg = {"partition": {"by": "county"}}
+    with pytest.raises(InputError, match=r"1 of 3 partition\(s\) failed \(220183: .*--resume"):
+        survey(job, "failing", config=cfg)
+    work = work_folder(job.folder / "out" / "failing.gpkg")
+    assert sorted(p.parent.name for p in work.glob("*/done.json")) == ["220113", "220122"]
+    assert not (job.folder / "out" / "failing.gpkg").exists()
+
+    bad.write_bytes(good)
+    seen: list[str] = []
+    fixed = survey(job, "failing", config=cfg, progress=seen.append, resume=True)
+    assert any("2 done before" in m for m in seen)
+    a, b = comparable(single), comparable(fixed)
+    for name in a:
+        if name != arc.METADATA:
+            pd.testing.assert_frame_equal(pd.DataFrame(a[name]), pd.DataFrame(b[name]))
+
+
+def test_cli_survey_resume_and_workers_options(job):
+    from click.testing import CliRunner
+
+    import cli
+
+    three_county_job(job)
+    path = job.write(partition={"by": "county"})
+    result = CliRunner().invoke(cli.cli, ["survey", str(path), "--no-report", "--resume"])
+    assert result.exit_code == 0, result.output
+    assert "3/3 partitions" in result.output
+    result = CliRunner().invoke(cli.cli, ["survey", str(path), "--workers", "0"])
+    assert result.exit_code == 2
+
+
+# --- mixed zones ------------------------------------------------------------------------------
+
+
+def test_mixed_zones_give_geodesic_areas(job):
+    """Two counties 3° apart (GK zones 41 and 42), parcels in EPSG:4490 in one file."""
+    rows = []
+    for code, lon0 in (("220500", 123.01), ("220600", 126.02)):
+        for i in range(3):
+            west = lon0 + i * 0.002
+            rows.append(
+                {
+                    "BSM": f"{code}{i:012d}",
+                    "ZLDWDM": f"{code}1001010000000",
+                    "TBMJ": None,
+                    "_auto_tbmj": False,
+                    "geometry": shapely.box(west, 44.0, west + 0.0015, 44.001),
+                }
+            )
+    parcels = parcels_frame(rows, crs="EPSG:4490")
+    job.layer("parcels", parcels, "DLTB")
+    soil = soil_frame(
+        [("黑土", shapely.box(122.9, 43.9, 123.1, 44.1)),
+         ("黑土", shapely.box(125.9, 43.9, 126.1, 44.1))],
+        crs="EPSG:4490",
+    )  # fmt: skip
+    job.layer("soil", soil, "TRTB")
+    layers = survey(job, "zones", config={"partition": {"by": "county"}})
+    meta = {
+        k: json.loads(v)
+        for k, v in zip(*layers[arc.METADATA][["key", "value"]].T.values, strict=True)
+    }
+    assert meta["crs"] == "EPSG:4490"
+    pieces = layers[arc.PIECES]
+    assert pieces.crs.equals("EPSG:4490") and len(pieces) == 6
+    geod = Geod(ellps="GRS80")
+    for geom, mj, tbmj in zip(pieces.geometry, pieces["MJ"], pieces["TBMJ"], strict=True):
+        exact = abs(geod.geometry_area_perimeter(geom)[0])
+        assert mj == pytest.approx(exact, rel=1e-4)
+        assert tbmj == pytest.approx(exact, rel=1e-4)
+    # one working zone for both counties would be 1.5° off for each: areas off by > 0.01 %
+    cfg = pipeline.load_config(job.write(output={"path": str(job.folder / "one.gpkg")}))
+    pipeline.run_survey(cfg, overwrite=True)
+    one = pipeline.open_archive(job.folder / "one.gpkg")[arc.PIECES].to_crs("EPSG:4490")
+    off = [
+        abs(mj / abs(geod.geometry_area_perimeter(g)[0]) - 1)
+        for g, mj in zip(one.geometry, one["MJ"], strict=True)
+    ]
+    assert max(off) > 1e-4
+
+
+def test_output_crs_is_declared(job, single):
+    out = job.folder / "out" / "declared.gpkg"
+    cfg = pipeline.load_config(
+        job.write(output={"path": str(out), "crs": 4490}, partition={"by": "county"})
+    )
+    pipeline.run_survey(cfg, overwrite=True)
+    pieces = pipeline.open_archive(out)[arc.PIECES]
+    assert pieces.crs.equals("EPSG:4490")
+    assert np.allclose(pieces["TBMJ"], single[arc.PIECES]["TBMJ"])
+
+
+# --- the GeoParquet archive ---------------------------------------------------------------------
+
+
+def test_parquet_archive_holds_the_same_layers(job, single):
+    out = job.folder / "out" / "archive_parquet"
+    cfg = pipeline.load_config(
+        job.write(output={"path": str(out), "format": "parquet"}, partition={"by": "county"})
+    )
+    pipeline.run_survey(cfg, overwrite=True)
+    assert sorted(p.name for p in (out / arc.PIECES).iterdir()) == sorted(
+        f"{c}.parquet" for c in COUNTIES
+    )
+    pieces = gpd.read_parquet(out / arc.PIECES)
+    pieces = pieces.sort_values("DABH").reset_index(drop=True)
+    expected = single[arc.PIECES]
+    assert pieces["DABH"].tolist() == expected["DABH"].tolist()
+    assert np.array_equal(pieces["TBDLMJ"].to_numpy(), expected["TBDLMJ"].to_numpy())
+    balance = pd.read_parquet(out / f"{arc.BALANCE}.parquet")
+    pd.testing.assert_frame_equal(balance, single[arc.BALANCE], check_dtype=False)
+
+
+def test_config_keys(job, tmp_path):
+    from pipeline.errors import ConfigError
+
+    three_county_job(job)
+    cfg = pipeline.load_config(job.write())
+    assert cfg.partition.by == "none" and cfg.output.format == "gpkg" and cfg.output.crs is None
+    with pytest.raises(ConfigError, match=r"partition\.by: expected one of"):
+        pipeline.load_config(job.write(partition={"by": "province"}))
+    with pytest.raises(ConfigError, match=r"partition\.grid_size_m"):
+        pipeline.load_config(job.write(partition={"by": "grid", "grid_size_m": 0}))
+    with pytest.raises(ConfigError, match=r"output\.format"):
+        pipeline.load_config(job.write(output={"path": "x.gpkg", "format": "csv"}))
+    with pytest.raises(ConfigError, match=r"output\.crs"):
+        pipeline.load_config(job.write(output={"path": "x.gpkg", "crs": "EPSG:99999999"}))
