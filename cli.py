@@ -170,6 +170,7 @@ def survey(
         f"black-soil pieces {c['pieces_black']}; QA rows {c['qa_rows']}"
     )
     _echo_totals(outcome.totals)
+    _echo_protection(outcome.totals, c)
     cons = outcome.conservation
     click.echo(
         f"conservation: {'PASSED' if cons['passed'] else 'FAILED'} "
@@ -177,6 +178,39 @@ def survey(
     )
     if not no_report:
         click.echo(f"report: {folder / report.HTML_NAME}")
+
+
+def _echo_protection(totals, counts: dict) -> None:
+    """One line per protection analysis that ran (from the grand total row and the counts)."""
+    grand = totals[(totals["XZQDM"] == "合计") & (totals["TL"] == "合计")]
+    if grand.empty:
+        return
+    g = grand.iloc[0]
+    lines = []
+    if "JBNT_MJ" in g:
+        lines.append(
+            f"in basic farmland {g['JBNT_MJ']:,.2f} m²; outside (to be put in the red line) "
+            f"{g['DNRHX_MJ']:,.2f} m² in {counts.get('outside_basic_farmland', 0)} parts"
+        )
+    if "CZKF_MJ" in g or "STHX_MJ" in g:
+        lines.append(
+            f"in the urban development boundary {g.get('CZKF_MJ', 0.0):,.2f} m²; in the "
+            f"ecological red line {g.get('STHX_MJ', 0.0):,.2f} m²"
+        )
+    if "JSZY_MJ" in g:
+        lines.append(
+            f"under construction projects {g['JSZY_MJ']:,.2f} m² "
+            f"({counts.get('construction_occupations', 0)} project × piece overlaps)"
+        )
+    if "changes" in counts:
+        lines.append(
+            f"change parcels {counts['changes']}: {counts.get('changes_construction', 0)} to "
+            f"construction, {counts.get('changes_digging', 0)} dug out, "
+            f"{counts.get('changes_added', 0)} new cultivated; suspected illegal "
+            f"{counts.get('suspected_illegal', 0)}"
+        )
+    for line in lines:
+        click.echo(f"protection: {line}")
 
 
 def _echo_totals(totals) -> None:

@@ -622,7 +622,8 @@ def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) ->
     path : path
         The YAML file. Relative paths inside it are resolved from its folder.
     overrides : mapping, optional
-        Top-level keys replacing the file's (e.g. ``{"output": {"path": ...}}`` from ``--out``).
+        Top-level keys replacing the file's; a mapping is merged into the file's mapping
+        (e.g. ``{"output": {"path": ...}}`` from ``--out`` keeps ``output.format``).
 
     Returns
     -------
@@ -655,7 +656,14 @@ def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) ->
     if data is None:
         raise ConfigError(f"{path}: the config file is empty")
     if overrides and isinstance(data, dict):
-        data = {**data, **overrides}
+        # a mapping override merges into the file's mapping (``--out`` keeps output.format)
+        data = {
+            **data,
+            **{
+                k: {**data[k], **v} if isinstance(v, dict) and isinstance(data.get(k), dict) else v
+                for k, v in overrides.items()
+            },
+        }
     try:
         return config_from_dict(data, base=path.resolve().parent, source=path.resolve())
     except ConfigError as err:

@@ -321,7 +321,8 @@ def _extract(
     h, w = next(iter(layers.values())).shape
     xmin, ymax = transform.c, transform.f
     xmax, ymin = xmin + w * transform.a, ymax + h * transform.e
-    # the sources must stay referenced here: the operations hold them only on the C++ side
+    # the sources must stay referenced here (the operations hold them only on the C++ side)
+    # and need distinct names: exactextract shares reads between sources of the same name
     sources = {
         key: NumPyRasterSource(
             values, xmin, ymin, xmax, ymax, nodata=np.nan, srs_wkt=srs_wkt, name=key

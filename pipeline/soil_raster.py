@@ -52,7 +52,7 @@ def soil_from_raster(
     bounds: tuple[float, float, float, float] | np.ndarray,
     qa: QALog,
     *,
-    tile_cells: int = TILE_CELLS,
+    tile_cells: int | None = None,
 ) -> gpd.GeoDataFrame:
     """Soil polygons from a classified soil raster, over ``bounds`` of the working CRS.
 
@@ -72,8 +72,8 @@ def soil_from_raster(
         The partition's extent in the working CRS (the parcels' bounds).
     qa : QALog
         Receives cell values missing from ``raster_values``.
-    tile_cells : int
-        Sheet size in cells.
+    tile_cells : int, optional
+        Sheet size in cells (default :data:`TILE_CELLS`).
 
     Returns
     -------
@@ -93,6 +93,7 @@ def soil_from_raster(
     >>> soil = soil_from_raster(cfg.inputs.soil, crs, parcels.total_bounds, qa)  # doctest: +SKIP
     """
     table = {int(k): v for k, v in (spec.raster_values or {}).items()}
+    tile_cells = tile_cells or TILE_CELLS
     parts: list[tuple[np.ndarray, np.ndarray]] = []
     cells_with_data = 0
     with open_raster(

@@ -101,3 +101,15 @@ def test_demo_config_loads():
     cfg = load_config(Path(__file__).parents[1] / "configs" / "demo.yaml")
     assert cfg.inputs.parcels.layer == "DLTB"
     assert cfg.inputs.region is not None
+
+
+def test_out_override_keeps_the_other_output_keys(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(
+        "year: 2024\ninputs: {parcels: {path: p.gpkg}, soil: {path: s.gpkg}}\n"
+        "output: {path: a_parquet, format: parquet, crs: 'EPSG:4490'}\n",
+        encoding="utf-8",
+    )
+    cfg = load_config(path, overrides={"output": {"path": str(tmp_path / "b_parquet")}})
+    assert cfg.output.path == tmp_path / "b_parquet"
+    assert cfg.output.format == "parquet" and cfg.output.crs == "EPSG:4490"

@@ -447,3 +447,16 @@ def test_every_layer_has_titles_in_the_dictionary(change_job):
         have = set(pd.DataFrame(layers[name]).columns) - {"geometry"}
         titled = set(fields.loc[fields["layer"] == name, "field"])
         assert have == titled, name
+
+
+def test_survey_command_prints_each_analysis(farmland_job):
+    from click.testing import CliRunner
+
+    from cli import cli
+
+    path = farmland_job.write()
+    result = CliRunner().invoke(cli, ["survey", str(path), "--overwrite", "--no-report"])
+    assert result.exit_code == 0, result.output
+    assert "protection: in basic farmland 14,500.00 m²" in result.output
+    assert "outside (to be put in the red line) 14,502.00 m² in 2 parts" in result.output
+    assert "construction projects" not in result.output  # no such input: nothing claimed

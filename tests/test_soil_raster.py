@@ -15,7 +15,7 @@ from pyproj import CRS as ProjCRS
 from pyproj import Transformer
 
 from conftest import CRS, X0, Y0, box, parcels_frame, run, soil_frame
-from pipeline import ConfigError, InputError, load_config
+from pipeline import ConfigError, InputError, load_config, soil_raster
 from pipeline.config import InputSpec
 from pipeline.qa import QALog
 from pipeline.soil_raster import soil_from_raster
@@ -290,3 +290,29 @@ def test_reprojected_polygons_still_tile(tmp_path):
     union = gpd.GeoSeries(geoms).union_all()
     assert frame.geometry.area.sum() == pytest.approx(union.area, rel=1e-12)
     assert frame.geometry.is_valid.all()
+
+
+def test_same_archive_whatever_the_partitioning(job, monkeypatch):
+    # parcels in several 150 m grid partitions over a soil raster read by sheets of 8 cells,
+    # with a thickness raster: pieces, their soil polygon ids, archive numbers and quality are
+    # the same as in one piece
+    monkeypatch.setattr(soil_raster, "TILE_CELLS", 8)
+    rng = np.random.default_rng(8)
+    values = _blocks(rng, (40, 40), 4)
+    use_soil_raster(job, write_soil(job.folder / "soil.tif", values, grid(10, -100, 300)))
+    thickness = rng.uniform(10, 80, (40, 40)).astype("float32")
+    write_soil(job.folder / "th.tif", thickness, grid(10, -100, 300), dtype="float32")
+    job.config["inputs"]["rasters"] = {"thickness": {"path": "th.tif"}}
+    cells = [(x, y) for x in range(-80, 280, 60) for y in range(-80, 280, 60)]
+    job.layer(
+        "parcels",
+        parcels_frame([{"geometry": box(x, y, x + 45, y + 50)} for x, y in cells]),
+        "DLTB",
+    )
+    _, one = run(job)
+    _, split = run(job, partition={"by": "grid", "grid_size_m": 150})
+    a, b = one["HTGDTB"], split["HTGDTB"]
+    assert len(a) == len(b) > len(cells)
+    for col in ("DABH", "BSM", "TRBM", "TL", "TBMJ", "HTHD_PJ", "HTHD_FGL", "HTHDJB"):
+        assert a[col].tolist() == b[col].tolist(), col
+    assert np.allclose(a["MJ"], b["MJ"], rtol=0, atol=1e-6)
