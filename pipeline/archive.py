@@ -32,6 +32,7 @@ COUNTY_SUMMARY = "HTGD_XZQHZ"  # 县级汇总
 QA_LOG = "HTGD_ZJJL"  # 质检记录
 METADATA = "HTGD_YXXX"  # 运行信息
 DICTIONARY = "HTGD_ZDZD"  # 字段字典
+COUNTIES = "HTGD_XZQ"  # 行政区 (boundaries of the surveyed counties)
 QUALITY_SUMMARY = "HTGD_ZLHZ"  # 质量汇总 (quality per county and soil group)
 OUTSIDE_FARMLAND = "HTGD_DNRHX"  # 待纳入红线 (outside basic farmland)
 ZONING_CONFLICTS = "HTGD_GHCT"  # 规划冲突
@@ -44,6 +45,7 @@ LAYER_TITLES: dict[str, str] = {
     PIECES: "黑土耕地图斑",
     BALANCE: "图斑面积平衡表",
     COUNTY_SUMMARY: "县级行政区汇总表",
+    COUNTIES: "行政区",
     QUALITY_SUMMARY: "黑土耕地质量汇总表",
     OUTSIDE_FARMLAND: "永久基本农田外黑土耕地（待纳入红线）",
     ZONING_CONFLICTS: "城镇开发边界和生态保护红线内黑土耕地",
@@ -292,6 +294,10 @@ FIELDS: dict[str, list[tuple[str, str, str, str]]] = {
         ("PDJB4_MJ", "坡度4级面积", "m²", "TBDLMJ of pieces with PDJB 4"),
         ("PDJB5_MJ", "坡度5级面积", "m²", "TBDLMJ of pieces with PDJB 5"),
         ("PDJB_WSJMJ", "坡度无数据面积", "m²", "TBDLMJ of pieces without a slope grade"),
+    ],
+    COUNTIES: [
+        ("XZQDM", "行政区代码", "", "county code"),
+        ("XZQMC", "行政区名称", "", "county name"),
     ],
     QA_LOG: [
         ("layer", "图层", "", "input layer"),

@@ -751,10 +751,12 @@ def _finish(
     timings["merge"] = time.perf_counter() - t0
     timings.setdefault("summaries", 0.0)
     meta = _metadata(cfg, merged.crs, counts, timings, conservation, reconciliation, merged.status)
+    county_layer = _county_boundaries(cfg, merged.crs, set(balance["XZQDM"]))
     layers = {
         arc.PIECES: pieces,
         arc.BALANCE: balance,
         arc.COUNTY_SUMMARY: summary,
+        **({arc.COUNTIES: county_layer} if county_layer is not None else {}),
         **quality_layers,
         **merged.protection,
         arc.QA_LOG: qa_frame,
@@ -787,6 +789,24 @@ def _finish(
         else pd.DataFrame(columns=["layer", "check", "action", "count"])
     )
     return SurveyOutcome(cfg.output.path, counts, summary, conservation, qa_summary, timings)
+
+
+def _county_boundaries(cfg: SurveyConfig, crs: CRS, codes: set[str]) -> gpd.GeoDataFrame | None:
+    """The surveyed counties' boundaries (HTGD_XZQ), for maps of the archive; None without a
+    counties input. Read again here (a small layer): partitions read only their own window.
+    Its repairs were logged when the partitions read it."""
+    spec = cfg.inputs.counties
+    if spec is None:
+        return None
+    frame = read_layer(spec, "counties", crs=crs, qa=QALog(), engine=cfg.io.engine)
+    code = frame["code"].astype(str).str.strip().to_numpy(dtype=object)
+    geoms, keep = clean_polygons(frame.geometry.to_numpy(), code, "counties", QALog())
+    keep &= np.isin(code, list(codes))
+    name = _text(frame, "name", np.arange(len(frame)))
+    out = gpd.GeoDataFrame(
+        {"XZQDM": code[keep], "XZQMC": name[keep]}, geometry=geoms[keep], crs=crs
+    )
+    return out.sort_values("XZQDM", kind="stable").reset_index(drop=True)
 
 
 def _county_names(inputs: Inputs) -> dict[str, str]:

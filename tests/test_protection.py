@@ -460,3 +460,20 @@ def test_survey_command_prints_each_analysis(farmland_job):
     assert "protection: in basic farmland 14,500.00 m²" in result.output
     assert "outside (to be put in the red line) 14,502.00 m² in 2 parts" in result.output
     assert "construction projects" not in result.output  # no such input: nothing claimed
+
+
+def test_archive_keeps_the_surveyed_counties_boundaries(farmland_job):
+    counties = gpd.GeoDataFrame(
+        {
+            "XZQDM": ["220122", "220183"],
+            "XZQMC": ["农安县", "德惠市"],
+            "geometry": [box(-50, -50, 300, 300), box(300, -50, 600, 300)],
+        },
+        crs=CRS,
+    )
+    farmland_job.layer("counties", counties, "XZQ")
+    _, layers = run(farmland_job)
+    xzq = layers["HTGD_XZQ"]
+    # only the counties that have surveyed parcels, with their names, in the archive's CRS
+    assert xzq["XZQDM"].tolist() == ["220122"] and xzq["XZQMC"].tolist() == ["农安县"]
+    assert xzq.geometry.iloc[0].area == pytest.approx(350 * 350)
