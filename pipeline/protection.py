@@ -9,9 +9,10 @@ much cultivated land was added in return (占补平衡).
 Every analysis works on the archive pieces (``HTGDTB``) with the survey's area rules: a piece's
 official figures (TBMJ, KCMJ, TBDLMJ) are shared among its parts inside and outside a zone in
 proportion to planar area, to the cent (largest remainder), so that inside plus outside add up to
-the piece exactly. Zone layers are made disjoint first (overlaps go to the earlier polygon, as for
-the soil map) and cut with the survey's engine (subdivided, indexed, pieces wholly inside a zone
-polygon taken without an intersection).
+the piece exactly. Zone layers are cut with the survey's engine (subdivided, indexed, pieces
+wholly inside a zone polygon taken without an intersection); where two zone polygons overlap
+inside a piece, the shared area goes to the earlier polygon (as for the soil map), resolved on
+the small parts inside the pieces only.
 
 The stage knows nothing of configs or files: :func:`analyse_protection` takes the cleaned layers
 in the working CRS and returns fields for the pieces, layers for the archive and county tables.
