@@ -707,8 +707,13 @@ def _balance_table(
             "BCHTMJ": np.where(kind == ADDED, black, 0),
         }
     )
-    frame = frame[kind != ""]
-    table = frame.groupby("XZQDM", sort=True).sum()
+    return balance_from_cents(frame[kind != ""], names)
+
+
+def balance_from_cents(rows: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
+    """The 占补平衡 table from per-change (or per-county) rows in integer cents: summed per
+    county, a 合计 row, the balances, then m² (also used to merge partitions' tables)."""
+    table = rows.groupby("XZQDM", sort=True).sum()
     table.loc["合计"] = table.sum()
     table["GDPHMJ"] = table["BCGDMJ"] - table["ZYGDMJ"]
     table["HTPHMJ"] = table["BCHTMJ"] - table["ZYHTMJ"]

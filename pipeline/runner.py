@@ -42,7 +42,12 @@ from .partitions import (
     plan_partitions,
     transform_bbox,
 )
-from .protection import ProtectionInputs, ProtectionRules, analyse_protection
+from .protection import (
+    ProtectionInputs,
+    ProtectionRules,
+    analyse_protection,
+    balance_from_cents,
+)
 from .qa import QALog, as_text, clean_polygons
 from .quality import add_quality, quality_summary
 from .soil_raster import soil_from_raster
@@ -1668,15 +1673,8 @@ def _merge_balance_table(frame: pd.DataFrame, names: dict[str, str]) -> pd.DataF
     cents = rows[["XZQDM"]].copy()
     for col in cols:
         cents[col] = np.round(rows[col].to_numpy(float) * 100).astype(np.int64)
-    table = cents.groupby("XZQDM", sort=True).sum()
-    table.loc["合计"] = table.sum()
-    table["GDPHMJ"] = table["BCGDMJ"] - table["ZYGDMJ"]
-    table["HTPHMJ"] = table["BCHTMJ"] - table["ZYHTMJ"]
-    table = table / 100
-    table["SFPH"] = np.where(table["HTPHMJ"] >= 0, "是", "否")
-    table = table.reset_index()
-    table.insert(1, "XZQMC", [names.get(c, "全部" if c == "合计" else "") for c in table["XZQDM"]])
-    return table[list(frame.columns)]
+    cents = cents.drop(columns=["GDPHMJ", "HTPHMJ"])  # recomputed from the summed parts
+    return balance_from_cents(cents, names)[list(frame.columns)]
 
 
 def _merge_qa(partials: list[PartialResult]) -> pd.DataFrame:
