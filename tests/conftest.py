@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pytest
+import rasterio
 import shapely
 import yaml
 
@@ -41,6 +43,34 @@ def parcels_frame(rows: list[dict], crs: str | None = CRS) -> gpd.GeoDataFrame:
         r.pop("_auto_tbmj", None)
         full.append(r)
     return gpd.GeoDataFrame(full, geometry="geometry", crs=crs)
+
+
+def write_raster(
+    path: Path,
+    values: np.ndarray,
+    transform: object,
+    crs: str = CRS,
+    *,
+    dtype: str = "float32",
+    **profile: object,
+) -> Path:
+    """A one-band GeoTIFF of ``values`` (rows from the top) cast to ``dtype``; ``profile`` adds
+    creation options such as ``nodata``."""
+    values = np.asarray(values).astype(dtype)
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=values.shape[1],
+        height=values.shape[0],
+        count=1,
+        dtype=dtype,
+        crs=crs,
+        transform=transform,
+        **profile,
+    ) as dst:
+        dst.write(values, 1)
+    return path
 
 
 def soil_frame(rows: list[tuple[str, shapely.Geometry]], crs: str | None = CRS) -> gpd.GeoDataFrame:

@@ -18,7 +18,7 @@ import yaml
 from affine import Affine
 from pyproj import Geod, Transformer
 
-from conftest import CRS, X0, Y0, box, parcels_frame, run, soil_frame
+from conftest import CRS, X0, Y0, box, parcels_frame, run, soil_frame, write_raster
 from pipeline import ConfigError, InputError, load_config
 from pipeline.config import RasterSpec
 from pipeline.demo_rasters import make_demo_rasters
@@ -33,31 +33,6 @@ from pipeline.quality import (
 
 REPO = Path(__file__).resolve().parent.parent
 GEOD = Geod(ellps="GRS80")
-
-
-def write_raster(
-    path: Path,
-    values: np.ndarray,
-    transform: Affine,
-    crs: str = CRS,
-    nodata: float | None = None,
-    dtype: str = "float32",
-) -> Path:
-    values = np.asarray(values)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=values.shape[1],
-        height=values.shape[0],
-        count=1,
-        dtype=dtype,
-        crs=crs,
-        transform=transform,
-        nodata=nodata,
-    ) as dst:
-        dst.write(values.astype(dtype), 1)
-    return path
 
 
 def grid(cell: float = 100.0, x: float = 0.0, top: float = 400.0) -> Affine:

@@ -7,14 +7,13 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pytest
-import rasterio
 import shapely
 import yaml
 from affine import Affine
 from pyproj import CRS as ProjCRS
 from pyproj import Transformer
 
-from conftest import CRS, X0, Y0, box, parcels_frame, run, soil_frame
+from conftest import CRS, X0, Y0, box, parcels_frame, run, soil_frame, write_raster
 from pipeline import ConfigError, InputError, load_config, soil_raster
 from pipeline.config import InputSpec
 from pipeline.qa import QALog
@@ -24,22 +23,8 @@ TABLE = {1: "黑土", 2: "黑钙土", 3: "风沙土"}
 
 
 def write_soil(path: Path, values: np.ndarray, transform: Affine, crs: str = CRS, **kw) -> Path:
-    dtype = kw.pop("dtype", "uint8")
-    values = np.asarray(values).astype(dtype)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=values.shape[1],
-        height=values.shape[0],
-        count=1,
-        dtype=dtype,
-        crs=crs,
-        transform=transform,
-        **kw,
-    ) as dst:
-        dst.write(values, 1)
-    return path
+    """A classified soil raster: one-byte codes unless another ``dtype`` is given."""
+    return write_raster(path, values, transform, crs, **{"dtype": "uint8", **kw})
 
 
 def use_soil_raster(job, path: Path, table: dict = TABLE, **spec) -> None:
