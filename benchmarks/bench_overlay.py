@@ -39,7 +39,7 @@ from pipeline.qa import QALog
 from pipeline.survey import BLACK, prepare_soil, survey_parcels
 
 
-def _load(folder: Path) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+def load_layers(folder: Path) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
     parcels = pyogrio.read_dataframe(
         folder / "parcels.gpkg",
         layer="DLTB",
@@ -142,7 +142,7 @@ def main() -> None:
         t = time.perf_counter()
         make_demo_data(folder, parcels=args.parcels, soil_polygon_ha=args.soil_polygon_ha)
         print(f"generated {args.parcels:,} parcels in {time.perf_counter() - t:.1f} s → {folder}")
-    parcels, soil = _load(folder)
+    parcels, soil = load_layers(folder)
     _case("digitised soil map", parcels, soil, args.threads)
     simple = soil.copy()
     # coverage simplification keeps neighbours edge-matched: no overlaps or gaps appear

@@ -36,8 +36,8 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pyogrio
 import shapely
+from bench_overlay import load_layers  # the same cultivated parcels and soil map
 
 from pipeline import make_demo_data
 from pipeline.config import QualityOptions, RasterSpec, config_from_dict
@@ -48,17 +48,7 @@ from pipeline.survey import prepare_soil, survey_parcels
 
 
 def _pieces(folder: Path, threads: int) -> gpd.GeoDataFrame:
-    parcels = pyogrio.read_dataframe(
-        folder / "parcels.gpkg",
-        layer="DLTB",
-        use_arrow=True,
-        where="DLBM IN ('0101', '0102', '0103')",
-        columns=["BSM", "TBMJ", "KCXS"],
-    )
-    parcels = parcels.rename(columns={"BSM": "id", "TBMJ": "area", "KCXS": "deduction_rate"})
-    soil = pyogrio.read_dataframe(folder / "soil.gpkg", layer="TRTB", use_arrow=True)
-    soil = soil.rename(columns={"TL": "soil_type", "YL": "subtype", "TRBM": "id"})
-    soil["_fid"] = np.arange(len(soil))
+    parcels, soil = load_layers(folder)
     table = config_from_dict(
         {
             "year": 2024,
