@@ -15,8 +15,8 @@ the survey once to get the black-soil pieces (HTGDTB), then times
 
 checks that both give the same area inside each zone, and prints the ratio.
 
-Run:  python benchmarks/bench_protection.py --parcels 140000
-(about 100k black-soil pieces). Results are recorded in benchmarks/README.md.
+Run:  python benchmarks/bench_protection.py --parcels 112000
+(about 105k black-soil pieces). Results are recorded in benchmarks/README.md.
 """
 
 from __future__ import annotations
