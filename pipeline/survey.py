@@ -32,6 +32,8 @@ CONSERVATION_TOLERANCE = 1e-6
 #: absolute floor of that tolerance (m²): float noise of an intersection at GK coordinates
 #: (~4e7 m, one ulp ≈ 7e-9 m) on a sliver parcel of a few mm² exceeds 1e-6 of its area
 CONSERVATION_FLOOR_M2 = 1e-6
+#: how far beyond the region's bounds the outside-the-region polygon reaches (m)
+REGION_MARGIN_M = 10_000.0
 
 
 @dataclass(frozen=True)
@@ -131,8 +133,8 @@ def prepare_soil(
     )
 
     if len(gap_parts):
+        # logged per parcel by the survey (a gap's extent depends on the area a run covers)
         gap_ids = [f"GAP-{i + 1}" for i in range(len(gap_parts))]
-        qa.add("soil", gap_ids, "coverage", "gap in the soil map", "counted as unmapped area")
         gap_frame = gpd.GeoDataFrame(
             {
                 "soil_id": gap_ids,
@@ -279,9 +281,18 @@ def survey_parcels(
     target = geoms
     out_parcel = np.empty(0, np.intp)
     out_geom = np.empty(0, object)
-    if region is not None:
+    if region is not None and len(geoms):
         region_union = shapely.union_all(region)
-        box = shapely.box(*shapely.total_bounds(geoms)).buffer(1.0, join_style="mitre")
+        # the outside of the region within a box that depends on the region alone (plus any
+        # parcel reaching further), so that every partition of a job cuts the same polygons
+        xmin, ymin, xmax, ymax = shapely.total_bounds(np.append(geoms, region_union))
+        rx0, ry0, rx1, ry1 = region_union.bounds
+        box = shapely.box(
+            min(xmin - 1.0, rx0 - REGION_MARGIN_M),
+            min(ymin - 1.0, ry0 - REGION_MARGIN_M),
+            max(xmax + 1.0, rx1 + REGION_MARGIN_M),
+            max(ymax + 1.0, ry1 + REGION_MARGIN_M),
+        )
         outside = shapely.difference(box, region_union)
         cut = overlay(
             geoms,
@@ -321,13 +332,17 @@ def survey_parcels(
         ]
     )
 
+    # pieces of a parcel are ordered by soil polygon id, not by row in this run's cover, so
+    # that sums, ties and cents come out the same whatever part of the soil map a run read
+    cover_rank = np.append(_rank(cov), -1)  # [-1]: outside the region
+
     # 3. slivers go into the largest piece of their parcel
     piece_parcel, piece_cover, piece_geom, piece_area, slivers = _merge_slivers(
-        piece_parcel, piece_cover, piece_geom, piece_area, min_piece_area, ids, cov, qa
+        piece_parcel, piece_cover, piece_geom, piece_area, min_piece_area, ids, cover_rank, qa
     )
 
     # 4. official areas to the cent
-    order = np.lexsort((piece_cover, piece_parcel))
+    order = np.lexsort((piece_area, cover_rank[piece_cover], piece_parcel))
     piece_parcel, piece_cover = piece_parcel[order], piece_cover[order]
     piece_geom, piece_area, slivers = piece_geom[order], piece_area[order], slivers[order]
     tbmj = allocate_cents(official, piece_area, piece_parcel)
@@ -359,6 +374,8 @@ def survey_parcels(
         geometry=piece_geom,
         crs=crs,
     )
+    unmapped = np.unique(piece_parcel[pieces["cls"].to_numpy() == UNMAPPED])
+    qa.add("parcels", ids[unmapped], "coverage", "gap in the soil map", "counted as unmapped area")
     balance = _balance(parcels, planar, official, kcmj_parcel, pieces)
     return SurveyResult(pieces, balance)
 
@@ -381,6 +398,12 @@ def _official_area(parcels: gpd.GeoDataFrame, geoms: np.ndarray, crs: CRS, qa: Q
     return official
 
 
+def _rank(cov: gpd.GeoDataFrame) -> np.ndarray:
+    """Each cover polygon's rank by soil polygon id (gaps, named per run, rank first)."""
+    key = np.where(cov["cls"].to_numpy() == UNMAPPED, "", cov["soil_id"].astype(str).to_numpy())
+    return np.unique(key, return_inverse=True)[1].astype(np.intp)
+
+
 def _merge_slivers(
     parcel: np.ndarray,
     cover: np.ndarray,
@@ -388,7 +411,7 @@ def _merge_slivers(
     area: np.ndarray,
     min_area: float,
     ids: np.ndarray,
-    cov: gpd.GeoDataFrame,
+    cover_rank: np.ndarray,
     qa: QALog,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Merge pieces below ``min_area`` into the largest piece of the same parcel."""
@@ -396,8 +419,8 @@ def _merge_slivers(
     slivers = np.zeros(n, dtype=np.int64)
     if min_area <= 0 or n == 0:
         return parcel, cover, geom, area, slivers
-    # the largest piece of each parcel (ties: first in (parcel, cover) order)
-    order = np.lexsort((cover, -area, parcel))
+    # the largest piece of each parcel (ties: first by soil polygon id)
+    order = np.lexsort((cover_rank[cover], -area, parcel))
     first = np.r_[True, parcel[order][1:] != parcel[order][:-1]]
     largest = np.empty(parcel.max() + 1, dtype=np.intp)
     largest[parcel[order][first]] = order[first]
