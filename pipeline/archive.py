@@ -15,11 +15,17 @@ import logging
 import os
 import re
 import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyogrio
+import shapely
+from pyproj import CRS
 
 from .errors import InputError, OutputError, UsageError
 
@@ -320,6 +326,56 @@ FIELDS: dict[str, list[tuple[str, str, str, str]]] = {
 }
 
 
+@dataclass
+class GeoStream:
+    """A spatial layer written a chunk at a time: its attributes in memory, its geometries
+    fetched ``chunk_rows`` rows at a time as the layer is written.
+
+    A province's pieces never have to be in memory at once: the partition merge passes the
+    pieces this way, their geometries read from the partitions' GeoParquet files chunk by chunk.
+
+    Attributes
+    ----------
+    attributes : DataFrame
+        The layer's fields, in the layer's row order (no geometry).
+    crs : pyproj.CRS
+        The geometries' CRS.
+    geometries : callable
+        ``geometries(start, stop)`` → the geometries of rows ``start:stop`` (an object array).
+    chunk_rows : int
+        Rows per chunk.
+    """
+
+    attributes: pd.DataFrame
+    crs: CRS
+    geometries: Callable[[int, int], np.ndarray]
+    chunk_rows: int = 100_000
+
+    @property
+    def columns(self) -> pd.Index:
+        return self.attributes.columns.append(pd.Index(["geometry"]))
+
+    def __len__(self) -> int:
+        return len(self.attributes)
+
+    def frames(self) -> Iterator[gpd.GeoDataFrame]:
+        """The layer as consecutive GeoDataFrames of at most ``chunk_rows`` rows (at least one,
+        empty for an empty layer)."""
+        n = len(self.attributes)
+        for start in range(0, max(n, 1), self.chunk_rows):
+            stop = min(start + self.chunk_rows, n)
+            attrs = self.attributes.iloc[start:stop].reset_index(drop=True)
+            geoms = np.asarray(self.geometries(start, stop), dtype=object)
+            yield gpd.GeoDataFrame(attrs, geometry=geoms, crs=self.crs)
+
+    def to_frame(self) -> gpd.GeoDataFrame:
+        """The whole layer in memory."""
+        frames = list(self.frames())
+        if len(frames) == 1:
+            return frames[0]
+        return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=self.crs)
+
+
 def field_dictionary(
     fields: dict[str, list[tuple[str, str, str, str]]] = FIELDS,
     layers: dict[str, pd.DataFrame] | None = None,
@@ -449,7 +505,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _write_layer(path: Path, name: str, frame: pd.DataFrame, *, append: bool) -> None:
+def _write_layer(path: Path, name: str, frame: pd.DataFrame | GeoStream, *, append: bool) -> None:
+    if isinstance(frame, GeoStream):
+        _write_stream(path, name, frame, append=append)
+        return
     frame = frame.reset_index(drop=True)
     spatial = isinstance(frame, gpd.GeoDataFrame) and frame.geometry.name in frame
     try:
@@ -468,6 +527,57 @@ def _write_layer(path: Path, name: str, frame: pd.DataFrame, *, append: bool) ->
         if isinstance(err, OSError):
             raise
         raise OutputError(f"{path}: cannot write layer {name} ({err})") from err
+
+
+def _write_stream(path: Path, name: str, stream: GeoStream, *, append: bool) -> None:
+    """One spatial layer from a stream of chunks, in one call (one transaction, the spatial
+    index built once at the end by GDAL), holding one chunk in memory at a time."""
+    schema = _arrow_schema(stream.attributes)
+    full = schema.append(pa.field("geometry", pa.binary()))
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for frame in stream.frames():
+            attrs = pd.DataFrame(frame.drop(columns="geometry"))
+            table = pa.Table.from_pandas(attrs, schema=schema, preserve_index=False)
+            wkb = shapely.to_wkb(_as_multipolygons(frame.geometry.to_numpy()))
+            table = table.append_column(full.field("geometry"), pa.array(wkb, type=pa.binary()))
+            yield from table.to_batches()
+
+    epsg = stream.crs.to_epsg()
+    try:
+        pyogrio.write_arrow(
+            pa.RecordBatchReader.from_batches(full, batches()),
+            path,
+            layer=name,
+            driver="GPKG",
+            append=append,
+            geometry_name="geometry",
+            geometry_type="MultiPolygon",
+            crs=f"EPSG:{epsg}" if epsg else stream.crs.to_wkt("WKT1_GDAL"),
+            layer_options={"IDENTIFIER": LAYER_TITLES.get(name, name)},
+        )
+    except Exception as err:
+        if isinstance(err, OSError):
+            raise
+        raise OutputError(f"{path}: cannot write layer {name} ({err})") from err
+
+
+def _arrow_schema(frame: pd.DataFrame) -> pa.Schema:
+    """The Arrow schema of the attributes; a column with no value at all becomes text."""
+    schema = pa.Schema.from_pandas(frame, preserve_index=False)
+    for i, fld in enumerate(schema):
+        if pa.types.is_null(fld.type):
+            schema = schema.set(i, pa.field(fld.name, pa.string()))
+    return schema.remove_metadata()
+
+
+def _as_multipolygons(geoms: np.ndarray) -> np.ndarray:
+    """Polygons as one-part MultiPolygons (the layer's declared type); others as they are."""
+    out = np.asarray(geoms, dtype=object).copy()
+    single = shapely.get_type_id(out) == shapely.GeometryType.POLYGON
+    if single.any():
+        out[single] = shapely.multipolygons(out[single][:, None])
+    return out
 
 
 def _add_titles(path: Path, layers: dict[str, pd.DataFrame], fields: dict) -> None:

@@ -21,6 +21,8 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import shapely
 from pyproj import CRS, Transformer
 
@@ -159,13 +161,6 @@ class EmptyPartition(Exception):
         self.qa = qa
 
 
-def _nothing(scope: Scope | None, counts: dict[str, int], qa: QALog, message: str) -> Exception:
-    """The error for a job with nothing to survey; in a partition, an empty result."""
-    if scope is None:
-        return InputError(message)
-    return EmptyPartition(counts, qa, message)
-
-
 def _feature_keys(frame: gpd.GeoDataFrame) -> np.ndarray:
     src = frame[SRC].to_numpy() if SRC in frame else np.zeros(len(frame), dtype=np.int64)
     return np.char.add(np.char.add(src.astype(str), ":"), frame[FID].to_numpy().astype(str))
@@ -177,13 +172,16 @@ def _fids(frame: gpd.GeoDataFrame) -> np.ndarray:
     return frame[FID].to_numpy()
 
 
+def extent_of(*frames: gpd.GeoDataFrame | None) -> tuple[float, float, float, float]:
+    """The bounds of the frames' features together (frames that are None or empty add none)."""
+    bounds = np.array([f.total_bounds for f in frames if f is not None and len(f)])
+    return (*bounds[:, :2].min(axis=0), *bounds[:, 2:].max(axis=0))
+
+
 def _window(
     parcels: gpd.GeoDataFrame, changes: gpd.GeoDataFrame | None = None, margin: float = 0.0
 ) -> Window:
-    xmin, ymin, xmax, ymax = parcels.total_bounds
-    if changes is not None and len(changes):
-        cx0, cy0, cx1, cy1 = changes.total_bounds
-        xmin, ymin, xmax, ymax = min(xmin, cx0), min(ymin, cy0), max(xmax, cx1), max(ymax, cy1)
+    xmin, ymin, xmax, ymax = extent_of(parcels, changes)
     return (xmin - margin, ymin - margin, xmax + margin, ymax + margin)
 
 
@@ -384,23 +382,24 @@ def load_inputs(
     cultivated = landuse.isin(cfg.cultivated_codes).to_numpy()
     counts["parcels_not_cultivated"] = int((~cultivated).sum())
     parcels = parcels[cultivated].reset_index(drop=True)
+    # why there is nothing to survey: an error for a job; a partition goes on where it owns
+    # change parcels (they are analysed even with no cultivated parcel beside them)
+    empty: list[str] = []
+
+    def nothing(message: str) -> None:
+        if scope is None:
+            raise InputError(message)
+        empty.append(message)
+
     if len(parcels) == 0:
-        raise _nothing(
-            scope,
-            counts,
-            qa,
+        nothing(
             f"{describe(spec)}: no cultivated parcels (field {spec.fields['landuse']} in "
-            f"{', '.join(cfg.cultivated_codes)})",
+            f"{', '.join(cfg.cultivated_codes)})"
         )
     parcels = _parcel_ids(parcels, qa)
     parcels = _clean(parcels, "parcels", parcels["id"].to_numpy(), qa)
-    if len(parcels) == 0:
-        raise _nothing(
-            scope,
-            counts,
-            qa,
-            f"{describe(spec)}: no cultivated parcel has a usable polygon geometry",
-        )
+    if len(parcels) == 0 and not empty:
+        nothing(f"{describe(spec)}: no cultivated parcel has a usable polygon geometry")
     _log_overlapping_parcels(parcels, qa)
 
     counties = None
@@ -412,10 +411,15 @@ def load_inputs(
         counties["code"] = counties["code"].astype(str).str.strip()
     parcels["XZQDM"] = _county_codes(parcels, counties, qa).to_numpy()
 
+    changes = None
+    if scope is not None and cfg.inputs.changes is not None:
+        # a partition's change parcels come first: the region and soil windows reach over them
+        changes = _partition_changes(cfg, crs, counties, parcels, qa, counts, scope, progress)
     region = None
     if cfg.inputs.region is not None:
         progress(f"reading region: {describe(cfg.inputs.region)}")
-        reg = _read(cfg.inputs.region, "region", crs, cfg, qa, scope, _window(parcels))
+        # read whole, so that every partition cuts the parcels by the same region polygons
+        reg = _read(cfg.inputs.region, "region", crs, cfg, qa, scope)
         reg = _clean(reg, "region", _fids(reg), qa, scope)
         if len(reg) == 0 and scope is None:
             raise InputError(f"{describe(cfg.inputs.region)}: no usable region polygon")
@@ -432,22 +436,15 @@ def load_inputs(
         )
         counts["parcels_outside_region"] = int((~hit).sum())
         parcels = parcels[hit].reset_index(drop=True)
-        if len(parcels) == 0:
-            raise _nothing(
-                scope,
-                counts,
-                qa,
-                f"{describe(cfg.inputs.region)}: no cultivated parcel lies in the region",
-            )
+        if len(parcels) == 0 and not empty:
+            nothing(f"{describe(cfg.inputs.region)}: no cultivated parcel lies in the region")
 
-    changes = None
-    if scope is not None and cfg.inputs.changes is not None:
-        # a partition's change parcels come first: the soil window must reach over them too
-        changes = _partition_changes(cfg, crs, counties, parcels, qa, counts, scope, progress)
+    if empty and (changes is None or len(changes) == 0):
+        raise EmptyPartition(counts, qa, empty[0])
     progress(f"reading soil map: {describe(cfg.inputs.soil)}")
-    xmin, ymin, xmax, ymax = parcels.total_bounds
+    xmin, ymin, xmax, ymax = extent_of(parcels, changes)
     if cfg.inputs.soil.raster_values is not None:
-        soil = soil_from_raster(cfg.inputs.soil, crs, parcels.total_bounds, qa)
+        soil = soil_from_raster(cfg.inputs.soil, crs, (xmin, ymin, xmax, ymax), qa)
     else:
         soil = _read(
             cfg.inputs.soil, "soil", crs, cfg, qa, scope, _window(parcels, changes, margin=10.0)
@@ -469,7 +466,7 @@ def load_inputs(
             "all parcel area counted as unmapped",
         )
     protection = _protection_inputs(
-        cfg, crs, counties, qa, counts, progress, scope, _window(parcels), changes
+        cfg, crs, counties, qa, counts, progress, scope, _window(parcels, changes), changes
     )
     return Inputs(
         crs=crs,
@@ -624,6 +621,11 @@ class PartialResult:
     read_keys: dict[str, list[str]] = field(default_factory=dict)
     used_keys: dict[str, list[str]] = field(default_factory=dict)
     empty: str | None = None
+    #: spatial layers read back without their geometry: layer → its GeoParquet file
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def is_spatial(self, name: str) -> bool:
+        return name in self.sources or isinstance(self.layers.get(name), gpd.GeoDataFrame)
 
 
 #: the partial layer of the surveyed parcels' counties and official areas
@@ -645,11 +647,8 @@ def _survey(
     )
     t1 = time.perf_counter()
     threads = threads or cfg.overlay.threads or default_threads()
-    xmin, ymin, xmax, ymax = inputs.parcels.total_bounds
-    if inputs.protection.changes is not None and len(inputs.protection.changes):
-        # the soil cover must tile the change parcels too (which of them were black soil)
-        cx0, cy0, cx1, cy1 = inputs.protection.changes.total_bounds
-        xmin, ymin, xmax, ymax = min(xmin, cx0), min(ymin, cy0), max(xmax, cx1), max(ymax, cy1)
+    # the soil cover must tile the change parcels too (which of them were black soil)
+    xmin, ymin, xmax, ymax = extent_of(inputs.parcels, inputs.protection.changes)
     extent = shapely.box(xmin - 10, ymin - 10, xmax + 10, ymax + 10)
     cover = prepare_soil(inputs.soil, extent, cfg.black_soil_types, qa)
     result = survey_parcels(
@@ -747,10 +746,12 @@ def _finish(
     quality_layers = {}
     if cfg.inputs.rasters:
         t_q = time.perf_counter()
-        quality_layers[arc.QUALITY_SUMMARY] = quality_summary(pieces, cfg.inputs.rasters, names)
+        quality_layers[arc.QUALITY_SUMMARY] = quality_summary(
+            pieces.attributes, cfg.inputs.rasters, names
+        )
         timings["quality"] = timings.get("quality", 0.0) + time.perf_counter() - t_q
     conservation = _conservation(balance)
-    summary = county_summary(pieces, balance, names)
+    summary = county_summary(pieces.attributes, balance, names)
     reconciliation = _reconcile(balance, merged.parcels)
     counts = {**merged.counts, "qa_rows": len(qa_frame)}
     timings["merge"] = time.perf_counter() - t0
@@ -910,11 +911,12 @@ def archive_balance(balance: pd.DataFrame, parcels: gpd.GeoDataFrame) -> pd.Data
 
 
 def county_summary(
-    pieces: gpd.GeoDataFrame, balance: pd.DataFrame, names: dict[str, str]
+    pieces: pd.DataFrame, balance: pd.DataFrame, names: dict[str, str]
 ) -> pd.DataFrame:
     """Black-soil farmland per county and soil group, with county totals (TL = 合计) and a
-    grand total (XZQDM = 合计), in m², 公顷 and 亩."""
-    frame = pd.DataFrame(pieces.drop(columns="geometry"))
+    grand total (XZQDM = 合计), in m², 公顷 and 亩 (``pieces``: HTGDTB's fields; a geometry
+    column is ignored)."""
+    frame = pd.DataFrame(pieces.drop(columns="geometry", errors="ignore"))
     zone_cols = [c for c in PROTECTION_SUMMARY if c in frame]
     if "JBNT_MJ" in frame:
         frame["DNRHX_MJ"] = frame["TBDLMJ"] - frame["JBNT_MJ"]
@@ -1401,12 +1403,21 @@ def _is_done(folder: Path, stamp: str) -> bool:
 
 
 def _read_partial(folder: Path) -> PartialResult:
+    """A partition's results from its work folder; spatial layers without their geometries
+    (the merge streams those from the files as it writes the archive)."""
     info = json.loads((folder / "partial.json").read_text(encoding="utf-8"))
     layers: dict[str, pd.DataFrame] = {}
+    sources: dict[str, str] = {}
     for name in info["layers"]:
         path = folder / f"{name}.parquet"
-        layers[name] = gpd.read_parquet(path) if name in info["geo"] else pd.read_parquet(path)
+        if name in info["geo"]:
+            columns = [c for c in pq.read_schema(path).names if c != "geometry"]
+            layers[name] = pd.read_parquet(path, columns=columns)
+            sources[name] = str(path)
+        else:
+            layers[name] = pd.read_parquet(path)
     return PartialResult(
+        sources=sources,
         name=info["name"],
         crs=info["crs"],
         layers=layers,
@@ -1451,6 +1462,9 @@ def _run_partitioned(
     )
     t_plan = time.perf_counter() - t0
     threads = 1 if (workers or scheduler) else None
+    # the largest partitions first (stable: plan order among equals), so that on a cluster a
+    # big county does not start last and run alone
+    todo = sorted(todo, key=lambda p: -p.size)
     tasks = [(p.name, (cfg, p, plan, workdir, stamps[p.name], threads)) for p in todo]
     t1 = time.perf_counter()
     _, failed = run_tasks(
@@ -1478,12 +1492,16 @@ def _run_partitioned(
 
 @dataclass
 class Merged:
-    """The partitions' results merged into the archive's layers (before the summaries)."""
+    """The partitions' results merged into the archive's layers (before the summaries).
+
+    The spatial layers are :class:`pipeline.archive.GeoStream` s: their fields in memory,
+    their geometries read from the partitions chunk by chunk as the archive is written.
+    """
 
     crs: CRS
-    pieces: gpd.GeoDataFrame
+    pieces: arc.GeoStream
     balance: pd.DataFrame
-    protection: dict[str, pd.DataFrame]
+    protection: dict[str, pd.DataFrame | arc.GeoStream]
     qa: pd.DataFrame
     parcels: pd.DataFrame
     counts: dict[str, int]
@@ -1496,6 +1514,8 @@ class Merged:
 _BY_PIECE = (arc.OUTSIDE_FARMLAND, arc.ZONING_CONFLICTS, arc.OCCUPATION)
 #: zone kinds of HTGD_GHCT in the order a single run writes them
 _ZONE_ORDER = {"城镇开发边界": 0, "生态保护红线": 1}
+#: the columns that tie a merged row of a spatial layer to its partition and row there
+_SOURCE = ["_k", "_row"]
 
 
 def output_crs(cfg: SurveyConfig, crss: list[str]) -> CRS:
@@ -1519,7 +1539,9 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
     Pieces are ordered by (county, BSM, soil polygon) and numbered (DABH) per county again, the
     layers that refer to pieces follow the new numbers, per-county and per-project tables are
     added up, QA rows that several partitions logged for one shared feature are kept once, and
-    everything is reprojected to the output CRS. One partition comes out as it went in.
+    the spatial layers are reprojected to the output CRS as they are written. Only fields are
+    held in memory: the geometries stay in the partitions until the archive is written. One
+    partition comes out as it went in.
 
     Raises
     ------
@@ -1533,13 +1555,7 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
     single = len(partials) == 1
 
     # pieces: concatenated, sorted stably, renumbered per county
-    frames, keys = [], []
-    for k, p in enumerate(full):
-        frame = _to_crs(p.layers[arc.PIECES], crs)
-        frames.append(frame)
-        keys.append(np.char.add(f"{k}|", frame["DABH"].to_numpy().astype(str)))
-    pieces = _concat(frames, crs)
-    old = np.concatenate(keys) if keys else np.empty(0, dtype=str)
+    pieces = _fields(full, arc.PIECES)
     order = np.lexsort(
         (
             pieces["TRBM"].to_numpy().astype(str),
@@ -1548,7 +1564,7 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
         )
     )
     pieces = pieces.iloc[order].reset_index(drop=True)
-    old = old[order]
+    old = _source_keys(pieces)
     seq = pieces.groupby("XZQDM", sort=False).cumcount() + 1
     pieces["DABH"] = (
         "HT" + pieces["XZQDM"].astype(str) + str(cfg.year) + seq.astype(str).str.zfill(7)
@@ -1559,31 +1575,25 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
     order = np.lexsort((balance["BSM"].to_numpy().astype(str), balance["XZQDM"].to_numpy()))
     balance = balance.iloc[order].reset_index(drop=True)
 
-    protection: dict[str, pd.DataFrame] = {}
+    protection: dict[str, pd.DataFrame | arc.GeoStream] = {}
     names = {}
     for p in full:
         names.update(p.names)
     for name in _protection_layers(full):
-        parts = []
-        for k, p in enumerate(full):
-            if name not in p.layers:
-                continue
-            frame = _to_crs(p.layers[name], crs)
-            if name in _BY_PIECE:
-                frame = frame.copy()
-                frame["DABH"] = (
-                    pd.Series(np.char.add(f"{k}|", frame["DABH"].to_numpy().astype(str)))
-                    .map(renumber)
-                    .to_numpy()
-                )
-            parts.append(frame)
-        protection[name] = _merge_protection(name, parts, crs, single, names)
+        frame = _fields(full, name)
+        if name in _BY_PIECE:
+            frame["DABH"] = pd.Series(_source_keys(frame)).map(renumber).to_numpy()
+        frame = _merge_protection(name, frame, single, names)
+        if any(p.is_spatial(name) for p in full if name in p.layers):
+            protection[name] = _stream(frame, full, name, crs)
+        else:
+            protection[name] = frame.drop(columns=_SOURCE, errors="ignore")
 
     qa = _merge_qa(partials)
     parcels = pd.concat([p.layers[_PARCELS] for p in full], ignore_index=True)
     return Merged(
         crs=crs,
-        pieces=pieces,
+        pieces=_stream(pieces, full, arc.PIECES, crs),
         balance=balance,
         protection=protection,
         qa=qa,
@@ -1595,17 +1605,78 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
     )
 
 
-def _to_crs(frame: pd.DataFrame, crs: CRS) -> pd.DataFrame:
-    if isinstance(frame, gpd.GeoDataFrame) and frame.crs is not None and not frame.crs.equals(crs):
-        return frame.to_crs(crs)
-    return frame
+def _fields(partials: list[PartialResult], name: str) -> pd.DataFrame:
+    """A layer's fields of all partitions that have it, with the partition and row each row
+    comes from (``_k``, ``_row``: where its geometry is)."""
+    frames = []
+    for k, p in enumerate(partials):
+        if name not in p.layers:
+            continue
+        frame = pd.DataFrame(p.layers[name].drop(columns="geometry", errors="ignore"))
+        frame["_k"] = k
+        frame["_row"] = np.arange(len(frame))
+        frames.append(frame)
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
-def _concat(frames: list[gpd.GeoDataFrame], crs: CRS) -> gpd.GeoDataFrame:
-    if len(frames) == 1:
-        return frames[0].reset_index(drop=True)
-    out = pd.concat(frames, ignore_index=True)
-    return gpd.GeoDataFrame(out, geometry="geometry", crs=crs)
+def _source_keys(frame: pd.DataFrame) -> np.ndarray:
+    """``<partition>|<DABH there>``: a piece's number before the merge renumbers it."""
+    keys = np.char.add(frame["_k"].to_numpy().astype(str), "|")
+    return np.char.add(keys, frame["DABH"].to_numpy().astype(str))
+
+
+def _stream(
+    frame: pd.DataFrame, partials: list[PartialResult], name: str, crs: CRS
+) -> arc.GeoStream:
+    geometries = _Geometries(partials, name, frame["_k"].to_numpy(), frame["_row"].to_numpy(), crs)
+    return arc.GeoStream(frame.drop(columns=_SOURCE).reset_index(drop=True), crs, geometries)
+
+
+class _Geometries:
+    """The geometries of one spatial layer of the partitions, in the merged layer's row order,
+    fetched a chunk at a time (:class:`pipeline.archive.GeoStream`).
+
+    A partition's geometries are read from its GeoParquet file (as WKB) when a chunk first needs
+    them and dropped after the last row that needs them, so with partitions by county (whose
+    pieces are consecutive in the archive) one partition is in memory at a time; each chunk is
+    reprojected from its partition's CRS to the output CRS.
+    """
+
+    def __init__(
+        self, partials: list[PartialResult], name: str, part: np.ndarray, row: np.ndarray, crs: CRS
+    ) -> None:
+        self.partials, self.name, self.part, self.row, self.crs = partials, name, part, row, crs
+        ks, from_end = np.unique(part[::-1], return_index=True)
+        self.last = dict(zip(ks.tolist(), (len(part) - 1 - from_end).tolist(), strict=True))
+        self.crss = {k: CRS.from_user_input(partials[k].crs) for k in self.last}
+        self.loaded: dict[int, pa.Array | np.ndarray] = {}
+
+    def _load(self, k: int) -> pa.Array | np.ndarray:
+        p = self.partials[k]
+        if self.name in p.sources:
+            table = pq.read_table(p.sources[self.name], columns=["geometry"])
+            return table.column("geometry").combine_chunks()
+        return p.layers[self.name].geometry.to_numpy()
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        part, row = self.part[start:stop], self.row[start:stop]
+        out = np.empty(len(part), dtype=object)
+        for k in np.unique(part).tolist():
+            if k not in self.loaded:
+                self.loaded[k] = self._load(k)
+            sel = part == k
+            source = self.loaded[k]
+            if isinstance(source, pa.Array):
+                wkb = source.take(pa.array(row[sel])).to_numpy(zero_copy_only=False)
+                geoms = shapely.from_wkb(wkb)
+            else:
+                geoms = source[row[sel]]
+            if not self.crss[k].equals(self.crs):
+                geoms = gpd.GeoSeries(geoms, crs=self.crss[k]).to_crs(self.crs).to_numpy()
+            out[sel] = geoms
+        for k in [k for k in self.loaded if self.last[k] < stop]:
+            del self.loaded[k]
+        return out
 
 
 def _protection_layers(partials: list[PartialResult]) -> list[str]:
@@ -1620,12 +1691,10 @@ def _protection_layers(partials: list[PartialResult]) -> list[str]:
 
 
 def _merge_protection(
-    name: str, parts: list[pd.DataFrame], crs: CRS, single: bool, names: dict[str, str]
+    name: str, frame: pd.DataFrame, single: bool, names: dict[str, str]
 ) -> pd.DataFrame:
-    """One protection layer of several partitions, in the order a single run gives."""
-    frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
-    if isinstance(parts[0], gpd.GeoDataFrame):
-        frame = gpd.GeoDataFrame(frame, geometry=parts[0].geometry.name, crs=crs)
+    """One protection layer of several partitions (their fields), in the order a single run
+    gives."""
     if name == arc.OUTSIDE_FARMLAND:
         order = np.argsort(frame["DABH"].to_numpy().astype(str), kind="stable")
     elif name == arc.ZONING_CONFLICTS:
@@ -1638,9 +1707,9 @@ def _merge_protection(
     elif single:
         return frame.reset_index(drop=True)
     elif name == arc.OCCUPATION_TOTALS:
-        return _merge_project_totals(frame)
+        return _merge_project_totals(frame.drop(columns=_SOURCE))
     elif name == arc.OCCUPATION_BALANCE:
-        return _merge_balance_table(frame, names)
+        return _merge_balance_table(frame.drop(columns=_SOURCE), names)
     else:
         return frame.reset_index(drop=True)
     return frame.iloc[order].reset_index(drop=True)
@@ -1678,25 +1747,12 @@ def _merge_balance_table(frame: pd.DataFrame, names: dict[str, str]) -> pd.DataF
 
 
 def _merge_qa(partials: list[PartialResult]) -> pd.DataFrame:
-    """The QA rows of all partitions, sorted; a row that several partitions logged (a shared
-    soil polygon, a change parcel, a parcel read through two windows) is kept from the first.
-    Soil-map gaps are per partition: their ids get the partition's name."""
-    frames = []
-    for k, p in enumerate(partials):
-        frame = p.layers[arc.QA_LOG].copy()
-        if len(partials) > 1:
-            gap = (frame["layer"] == "soil") & frame["feature_id"].astype(str).str.startswith(
-                "GAP-"
-            )
-            frame.loc[gap, "feature_id"] = p.name + "/" + frame.loc[gap, "feature_id"]
-        frame["_part"] = k
-        frames.append(frame)
-    qa = pd.concat(frames, ignore_index=True)
+    """The QA rows of all partitions, sorted, each once: a row that several partitions logged
+    (a shared soil polygon, a change parcel, a parcel read through two windows) or one stage
+    logged twice says no more than one row does."""
+    qa = pd.concat([p.layers[arc.QA_LOG] for p in partials], ignore_index=True)
     cols = ["layer", "check", "problem", "action", "feature_id"]
-    if len(partials) > 1 and len(qa):
-        first = qa.groupby(cols, sort=False, dropna=False)["_part"].transform("min")
-        qa = qa[qa["_part"].to_numpy() == first.to_numpy()]
-    qa = qa.sort_values(cols, kind="stable").drop(columns="_part").reset_index(drop=True)
+    qa = qa.drop_duplicates(cols).sort_values(cols, kind="stable").reset_index(drop=True)
     return qa[["layer", "feature_id", "check", "problem", "action"]]
 
 
@@ -1753,13 +1809,13 @@ def write_parquet_archive(
             shutil.rmtree(tmp)
         tmp.mkdir()
         for name, frame in layers.items():
-            frame = frame.reset_index(drop=True)
             if name == arc.PIECES:
-                folder = tmp / name
-                folder.mkdir()
-                for code, rows in frame.groupby("XZQDM", sort=True):
-                    rows.reset_index(drop=True).to_parquet(folder / f"{code}.parquet", index=False)
-            elif isinstance(frame, gpd.GeoDataFrame):
+                _write_by_county(tmp / name, frame)
+                continue
+            if isinstance(frame, arc.GeoStream):
+                frame = frame.to_frame()
+            frame = frame.reset_index(drop=True)
+            if isinstance(frame, gpd.GeoDataFrame):
                 frame.to_parquet(tmp / f"{name}.parquet", index=False)
             else:
                 pd.DataFrame(frame).to_parquet(tmp / f"{name}.parquet", index=False)
@@ -1774,3 +1830,27 @@ def write_parquet_archive(
         shutil.rmtree(tmp, ignore_errors=True)
         raise OutputError(f"{path}: cannot write the parquet archive ({err})") from err
     return path
+
+
+def _write_by_county(folder: Path, pieces: gpd.GeoDataFrame | arc.GeoStream) -> None:
+    """HTGDTB as one GeoParquet file per county; a stream (in county order) is written as it
+    comes, one county in memory at a time."""
+    folder.mkdir()
+    chunks = pieces.frames() if isinstance(pieces, arc.GeoStream) else [pieces]
+    code, pending = None, []
+
+    def flush() -> None:
+        if pending:
+            rows = pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0]
+            rows.reset_index(drop=True).to_parquet(folder / f"{code}.parquet", index=False)
+            pending.clear()
+
+    for chunk in chunks:
+        for value, rows in chunk.groupby("XZQDM", sort=True):
+            if value != code:
+                flush()
+                code = value
+                if (folder / f"{code}.parquet").exists():
+                    raise ValueError(f"{arc.PIECES}: county {code} is not in one run of rows")
+            pending.append(rows)
+    flush()

@@ -368,17 +368,20 @@ def test_permission_error_cli_one_line(previous: Path, monkeypatch: pytest.Monke
 
 def test_disk_full_on_second_layer(previous: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = _sha256(previous)
-    real_write = pyogrio.write_dataframe
     layers_written: list[str] = []
 
-    def write(frame, path, *args, layer=None, **kwargs):
-        if layers_written:
-            raise OSError(28, "No space left on device")
-        real_write(frame, path, *args, layer=layer, **kwargs)
-        layers_written.append(layer)
-        assert Path(path).exists()  # the first layer really went into the temp file
+    def failing(real_write):  # the pieces go through write_arrow, tables through write_dataframe
+        def write(data, path, *args, layer=None, **kwargs):
+            if layers_written:
+                raise OSError(28, "No space left on device")
+            real_write(data, path, *args, layer=layer, **kwargs)
+            layers_written.append(layer)
+            assert Path(path).exists()  # the first layer really went into the temp file
 
-    monkeypatch.setattr(arc.pyogrio, "write_dataframe", write)
+        return write
+
+    for name in ("write_dataframe", "write_arrow"):
+        monkeypatch.setattr(arc.pyogrio, name, failing(getattr(pyogrio, name)))
     with pytest.raises(pipeline.OutputError) as exc:
         pipeline.run_survey(_demo_config(previous), overwrite=True)
     assert layers_written == [arc.PIECES]
