@@ -5,8 +5,10 @@ kept in the temp folder for reruns), then times
 
 * ``read+write``: reading the parcels and the soil map (pyogrio, Arrow) and writing the parcels
   to a GeoPackage, the floor any survey tool pays;
-* ``1 worker``: ``run_survey`` partitioned by county, in this process;
-* ``2 workers``: the same on a local dask cluster of two worker processes;
+* ``in-process``: ``run_survey`` partitioned by county, in this process (the default executor:
+  partitions one after another, the overlay's intersections on all cores as threads);
+* ``1 worker``, ``2 workers``: the same on a local dask cluster of one or two single-threaded
+  worker processes (``--workers N``; cluster start included);
 
 and prints wall time, peak memory (largest resident set of this process or any worker) and
 cultivated parcels per second, with the ratios the issue asks for (2 workers vs 1, survey vs
@@ -104,7 +106,9 @@ def timed(func, *args, **kwargs) -> tuple[float, int, object]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[50_000, 200_000])
-    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument(
+        "--workers", type=int, nargs="+", default=[0, 1, 2], help="0: in-process (no cluster)"
+    )
     ap.add_argument("--tmp", default=os.path.join(tempfile.gettempdir(), "blacksoil_bench"))
     args = ap.parse_args()
     root = Path(args.tmp)
@@ -120,17 +124,20 @@ def main() -> None:
         one = None
         for n in args.workers:
             out = root / f"archive_{size}_{n}.gpkg"
-            kwargs = {} if n == 1 else {"workers": n}
+            kwargs = {"workers": n} if n else {}
             wall, peak, outcome = timed(run_survey, job(paths, out), overwrite=True, **kwargs)
             surveyed = outcome.counts["parcels_surveyed"]
-            if n == 1:
-                one = wall
+            if n == 0:
                 per_parcel.append(wall / surveyed)
                 ratio = f"{wall / base:.1f}x rw"
+            elif n == 1:
+                one = wall
+                ratio = f"{wall / base:.1f}x rw"
             else:
-                ratio = f"{one / wall:.2f}x 1 worker"
+                ratio = f"{one / wall:.2f}x 1 worker" if one else ""
+            label = "in-process" if n == 0 else f"{n} worker" + ("s" if n > 1 else "")
             print(
-                f"{size:>9,} {f'{n} worker':>10} {wall:>8.1f} {peak / 2**30:>9.2f} "
+                f"{size:>9,} {label:>10} {wall:>8.1f} {peak / 2**30:>9.2f} "
                 f"{surveyed / wall:>10,.0f} {ratio:>14}"
             )
     if len(per_parcel) > 1:

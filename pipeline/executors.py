@@ -162,10 +162,11 @@ def _on_dask(
         failed: dict[str, str] = {}
         with client:
             started = time.perf_counter()
+            # earlier tasks first: the caller lists the largest partitions first
             futures = {
                 client.submit(func, *args, key=f"blacksoil-partition-{name}-{id(tasks)}",
-                              pure=False): name
-                for name, args in tasks
+                              pure=False, priority=len(tasks) - i): name
+                for i, (name, args) in enumerate(tasks)
             }  # fmt: skip
             for future in as_completed(futures):
                 name = futures[future]

@@ -69,6 +69,9 @@ class Partition:
         of its bounding box lies inside.
     county : str or None
         The county code of a ``county`` or ``area`` partition.
+    size : int
+        Its number of parcels as planning saw them (0 where unknown): executors start the
+        largest partitions first, so that a big county does not run alone at the end.
     """
 
     name: str
@@ -78,6 +81,7 @@ class Partition:
     files: tuple[Path, ...] = ()
     cell: tuple[float, float, float, float] | None = None
     county: str | None = None
+    size: int = 0
 
 
 def has_pattern(path: Path) -> bool:
@@ -248,15 +252,24 @@ def _safe_name(text: str) -> str:
 
 def _by_county_field(spec: InputSpec, field: str) -> list[Partition]:
     codes = county_codes(_county_column(spec, field))
-    found = sorted(set(codes.dropna()))
+    sizes = codes.value_counts()
+    found = sorted(sizes.index)
     parts = [
         Partition(
-            code, "county", where=county_where(field, [code]), files=(spec.path,), county=code
+            code,
+            "county",
+            where=county_where(field, [code]),
+            files=(spec.path,),
+            county=code,
+            size=int(sizes[code]),
         )
         for code in found
     ]
     if codes.isna().any():
-        parts.append(Partition(OTHER, "other", where=other_where(field, found), files=(spec.path,)))
+        where = other_where(field, found)
+        parts.append(
+            Partition(OTHER, "other", where=where, files=(spec.path,), size=int(codes.isna().sum()))
+        )
     if not parts:
         raise InputError(f"{spec.path}: no parcels to partition")
     return parts
@@ -354,7 +367,16 @@ def _by_grid(spec: InputSpec, size_m: float) -> list[Partition]:
         sel = (col == c) & (row == r)
         b = bounds[ok][sel]
         bbox = (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max())
-        parts.append(Partition(f"grid_{c}_{r}", "grid", bbox=bbox, files=(spec.path,), cell=cell))
+        parts.append(
+            Partition(
+                f"grid_{c}_{r}",
+                "grid",
+                bbox=bbox,
+                files=(spec.path,),
+                cell=cell,
+                size=int(sel.sum()),
+            )
+        )
     # parcels with no geometry still need a home: the first cell reads them (and rejects them)
     return parts
 

@@ -56,3 +56,71 @@ def test_failed_partition_on_dask_is_named(job, cluster):
             config={"partition": {"by": "county"}},
             scheduler=cluster.scheduler_address,
         )
+
+
+#: the demo data set's layers (pipeline.make_demo_data), every protection input included
+DEMO_LAYERS = {
+    "parcels": ("parcels.gpkg", "DLTB"),
+    "soil": ("soil.gpkg", "TRTB"),
+    "counties": ("counties.gpkg", "XZQ"),
+    "region": ("region.gpkg", "HTQY"),
+    "basic_farmland": ("basic_farmland.gpkg", "YJJBNTTB"),
+    "urban_boundary": ("zoning.gpkg", "CZKFBJ"),
+    "ecological_redline": ("zoning.gpkg", "STBHHX"),
+    "construction": ("construction.gpkg", "JSXMYD"),
+    "changes": ("changes.gpkg", "DLTBGX"),
+}
+
+
+@pytest.mark.slow
+def test_demo_data_gives_one_archive_for_any_partitioning_and_workers(tmp_path, cluster):
+    """Realistic data (digitised soil boundaries that partitions cut through, soil-map gaps,
+    the region edge, zones, projects and change parcels across county and cell lines, cells
+    holding change parcels but no cultivated parcel): in process unpartitioned, by county on
+    two dask workers, and by a 3 km grid give the same archive, row for row."""
+    import pipeline
+    from pipeline.config import config_from_dict
+
+    data = tmp_path / "data"
+    pipeline.make_demo_data(data, parcels=2500, seed=5)
+    inputs = {n: {"path": str(data / f), "layer": layer} for n, (f, layer) in DEMO_LAYERS.items()}
+
+    def run(name: str, partition: dict, **kwargs) -> dict:
+        out = tmp_path / f"{name}.gpkg"
+        job = {"year": 2024, "inputs": inputs, "partition": partition, "output": {"path": str(out)}}
+        pipeline.run_survey(config_from_dict(job), **kwargs)
+        return pipeline.open_archive(out)
+
+    single = run("single", {"by": "none"})
+    assert len(single["HTGD_WFZY"]) > 0 and len(single["HTGD_ZBPH"]) > 1
+    for parted in (
+        run("county", {"by": "county"}, scheduler=cluster.scheduler_address),
+        run("grid", {"by": "grid", "grid_size_m": 3000.0}),
+    ):
+        assert_same_archive(*_without_read_counts(single, parted))
+
+
+def _without_read_counts(*archives: dict) -> list[dict]:
+    """The archives with the metadata's counts of features read (``<layer>_read``/``_used``)
+    taken out, after checking that a partitioned run read no more than a single one: partitions
+    read the soil map and zone layers through windows around their parcels, so features far
+    from every parcel are never read (an I/O figure, not a number of the archive)."""
+    import json
+
+    import pandas as pd
+
+    from pipeline import archive as arc
+
+    out, seen = [], []
+    for layers in archives:
+        meta = layers[arc.METADATA].copy()
+        row = meta["key"] == "counts"
+        counts = json.loads(meta.loc[row, "value"].iloc[0])
+        io = {k: counts.pop(k) for k in list(counts) if k.endswith(("_read", "_used"))}
+        seen.append(io)
+        meta.loc[row, "value"] = json.dumps(counts, ensure_ascii=False)
+        out.append({**layers, arc.METADATA: pd.DataFrame(meta)})
+    for io in seen[1:]:
+        assert io.keys() == seen[0].keys()
+        assert all(io[k] <= seen[0][k] for k in io), (io, seen[0])
+    return out
