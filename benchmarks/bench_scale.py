@@ -5,8 +5,10 @@ kept in the temp folder for reruns), then times
 
 * ``read+write``: reading the parcels and the soil map (pyogrio, Arrow) and writing the parcels
   to a GeoPackage, the floor any survey tool pays;
-* ``in-process``: ``run_survey`` partitioned by county, in this process (the default executor:
-  partitions one after another, the overlay's intersections on all cores as threads);
+* ``in-process``: ``run_survey`` partitioned by county (parcels, soil map, counties, region;
+  with ``--protection`` also basic farmland, zoning, construction projects and change
+  parcels), in this process (the default executor: partitions one after another, the
+  overlay's intersections on all cores as threads);
 * ``1 worker``, ``2 workers``: the same on a local dask cluster of one or two single-threaded
   worker processes (``--workers N``; cluster start included);
 
@@ -73,16 +75,31 @@ def data(size: int, root: Path) -> dict[str, Path]:
     return {n: folder / f"{n}.gpkg" for n in ("parcels", "soil", "counties", "region")}
 
 
-def job(paths: dict[str, Path], out: Path):
+#: the protection layers of the demo data (``--protection``): input name → (file, layer)
+PROTECTION = {
+    "basic_farmland": ("basic_farmland", "YJJBNTTB"),
+    "urban_boundary": ("zoning", "CZKFBJ"),
+    "ecological_redline": ("zoning", "STBHHX"),
+    "construction": ("construction", "JSXMYD"),
+    "changes": ("changes", "DLTBGX"),
+}
+
+
+def job(paths: dict[str, Path], out: Path, protection: bool = False):
+    inputs = {
+        "parcels": {"path": str(paths["parcels"]), "layer": "DLTB"},
+        "soil": {"path": str(paths["soil"]), "layer": "TRTB"},
+        "counties": {"path": str(paths["counties"]), "layer": "XZQ"},
+        "region": {"path": str(paths["region"]), "layer": "HTQY"},
+    }
+    if protection:
+        folder = paths["parcels"].parent
+        for name, (file, layer) in PROTECTION.items():
+            inputs[name] = {"path": str(folder / f"{file}.gpkg"), "layer": layer}
     return config_from_dict(
         {
             "year": 2024,
-            "inputs": {
-                "parcels": {"path": str(paths["parcels"]), "layer": "DLTB"},
-                "soil": {"path": str(paths["soil"]), "layer": "TRTB"},
-                "counties": {"path": str(paths["counties"]), "layer": "XZQ"},
-                "region": {"path": str(paths["region"]), "layer": "HTQY"},
-            },
+            "inputs": inputs,
             "partition": {"by": "county"},
             "output": {"path": str(out)},
         }
@@ -109,6 +126,11 @@ def main() -> None:
     ap.add_argument(
         "--workers", type=int, nargs="+", default=[0, 1, 2], help="0: in-process (no cluster)"
     )
+    ap.add_argument(
+        "--protection",
+        action="store_true",
+        help="add the protection stage (basic farmland, zoning, projects, change parcels)",
+    )
     ap.add_argument("--tmp", default=os.path.join(tempfile.gettempdir(), "blacksoil_bench"))
     args = ap.parse_args()
     root = Path(args.tmp)
@@ -125,7 +147,8 @@ def main() -> None:
         for n in args.workers:
             out = root / f"archive_{size}_{n}.gpkg"
             kwargs = {"workers": n} if n else {}
-            wall, peak, outcome = timed(run_survey, job(paths, out), overwrite=True, **kwargs)
+            cfg = job(paths, out, args.protection)
+            wall, peak, outcome = timed(run_survey, cfg, overwrite=True, **kwargs)
             surveyed = outcome.counts["parcels_surveyed"]
             if n == 0:
                 per_parcel.append(wall / surveyed)

@@ -329,10 +329,11 @@ FIELDS: dict[str, list[tuple[str, str, str, str]]] = {
 @dataclass
 class GeoStream:
     """A spatial layer written a chunk at a time: its attributes in memory, its geometries
-    fetched ``chunk_rows`` rows at a time as the layer is written.
+    fetched ``chunk_rows`` rows at a time, as WKB, as the layer is written.
 
     A province's pieces never have to be in memory at once: the partition merge passes the
-    pieces this way, their geometries read from the partitions' GeoParquet files chunk by chunk.
+    pieces this way, their geometries read from the partitions' GeoParquet files chunk by chunk
+    and handed to GDAL as the WKB they are stored in.
 
     Attributes
     ----------
@@ -340,15 +341,16 @@ class GeoStream:
         The layer's fields, in the layer's row order (no geometry).
     crs : pyproj.CRS
         The geometries' CRS.
-    geometries : callable
-        ``geometries(start, stop)`` → the geometries of rows ``start:stop`` (an object array).
+    wkb : callable
+        ``wkb(start, stop)`` → the geometries of rows ``start:stop`` as an Arrow binary array
+        of WKB MultiPolygons (see :func:`as_multipolygons`).
     chunk_rows : int
         Rows per chunk.
     """
 
     attributes: pd.DataFrame
     crs: CRS
-    geometries: Callable[[int, int], np.ndarray]
+    wkb: Callable[[int, int], pa.Array]
     chunk_rows: int = 100_000
 
     @property
@@ -358,14 +360,18 @@ class GeoStream:
     def __len__(self) -> int:
         return len(self.attributes)
 
-    def frames(self) -> Iterator[gpd.GeoDataFrame]:
-        """The layer as consecutive GeoDataFrames of at most ``chunk_rows`` rows (at least one,
+    def chunks(self) -> Iterator[tuple[pd.DataFrame, pa.Array]]:
+        """(attributes, WKB) of consecutive runs of at most ``chunk_rows`` rows (at least one,
         empty for an empty layer)."""
         n = len(self.attributes)
         for start in range(0, max(n, 1), self.chunk_rows):
             stop = min(start + self.chunk_rows, n)
-            attrs = self.attributes.iloc[start:stop].reset_index(drop=True)
-            geoms = np.asarray(self.geometries(start, stop), dtype=object)
+            yield self.attributes.iloc[start:stop].reset_index(drop=True), self.wkb(start, stop)
+
+    def frames(self) -> Iterator[gpd.GeoDataFrame]:
+        """The layer as consecutive GeoDataFrames (see :meth:`chunks`)."""
+        for attrs, wkb in self.chunks():
+            geoms = shapely.from_wkb(wkb.to_numpy(zero_copy_only=False))
             yield gpd.GeoDataFrame(attrs, geometry=geoms, crs=self.crs)
 
     def to_frame(self) -> gpd.GeoDataFrame:
@@ -374,6 +380,21 @@ class GeoStream:
         if len(frames) == 1:
             return frames[0]
         return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=self.crs)
+
+
+def as_multipolygons(geoms: np.ndarray) -> np.ndarray:
+    """Polygons as one-part MultiPolygons (the archive layers' declared type); others as they
+    are."""
+    out = np.asarray(geoms, dtype=object).copy()
+    single = shapely.get_type_id(out) == shapely.GeometryType.POLYGON
+    if single.any():
+        out[single] = shapely.multipolygons(out[single][:, None])
+    return out
+
+
+def wkb_array(geoms: np.ndarray) -> pa.Array:
+    """Geometries as an Arrow binary array of WKB MultiPolygons (missing ones null)."""
+    return pa.array(shapely.to_wkb(as_multipolygons(geoms)), type=pa.binary())
 
 
 def field_dictionary(
@@ -448,10 +469,11 @@ def write_archive(
     try:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        for i, (name, frame) in enumerate(layers.items()):
-            if i:
-                _check_still_there(tmp, name)
-            _write_layer(tmp, name, frame, append=bool(i))
+        with _no_sync():
+            for i, (name, frame) in enumerate(layers.items()):
+                if i:
+                    _check_still_there(tmp, name)
+                _write_layer(tmp, name, frame, append=bool(i))
         _check_still_there(tmp, "the field titles")
         _add_titles(tmp, layers, fields)
         with open(tmp, "rb+") as f:
@@ -468,6 +490,17 @@ def write_archive(
         raise
     logger.info("archive written: %s", path)
     return path
+
+
+@contextlib.contextmanager
+def _no_sync() -> Iterator[None]:
+    """SQLite without a sync per transaction while the temporary archive is written: it is
+    synced once, whole, before it is renamed into place (a crash leaves only the temp file)."""
+    pyogrio.set_gdal_config_options({"OGR_SQLITE_SYNCHRONOUS": "OFF"})
+    try:
+        yield
+    finally:
+        pyogrio.set_gdal_config_options({"OGR_SQLITE_SYNCHRONOUS": None})
 
 
 def _check_still_there(tmp: Path, what: str) -> None:
@@ -536,11 +569,9 @@ def _write_stream(path: Path, name: str, stream: GeoStream, *, append: bool) -> 
     full = schema.append(pa.field("geometry", pa.binary()))
 
     def batches() -> Iterator[pa.RecordBatch]:
-        for frame in stream.frames():
-            attrs = pd.DataFrame(frame.drop(columns="geometry"))
+        for attrs, wkb in stream.chunks():
             table = pa.Table.from_pandas(attrs, schema=schema, preserve_index=False)
-            wkb = shapely.to_wkb(_as_multipolygons(frame.geometry.to_numpy()))
-            table = table.append_column(full.field("geometry"), pa.array(wkb, type=pa.binary()))
+            table = table.append_column(full.field("geometry"), wkb.cast(pa.binary()))
             yield from table.to_batches()
 
     epsg = stream.crs.to_epsg()
@@ -569,15 +600,6 @@ def _arrow_schema(frame: pd.DataFrame) -> pa.Schema:
         if pa.types.is_null(fld.type):
             schema = schema.set(i, pa.field(fld.name, pa.string()))
     return schema.remove_metadata()
-
-
-def _as_multipolygons(geoms: np.ndarray) -> np.ndarray:
-    """Polygons as one-part MultiPolygons (the layer's declared type); others as they are."""
-    out = np.asarray(geoms, dtype=object).copy()
-    single = shapely.get_type_id(out) == shapely.GeometryType.POLYGON
-    if single.any():
-        out[single] = shapely.multipolygons(out[single][:, None])
-    return out
 
 
 def _add_titles(path: Path, layers: dict[str, pd.DataFrame], fields: dict) -> None:

@@ -51,6 +51,8 @@ class _Tally:
             self.failed += 1
         elif isinstance(result, dict):
             self.parcels += int(result.get("parcels", 0))
+            # the task's own time where it tells it (on a cluster, tasks wait in a queue)
+            seconds = float(result.get("seconds", seconds))
         elapsed = time.perf_counter() - self.start
         left = elapsed / self.done * (self.total - self.done)
         width = 20

@@ -1314,8 +1314,9 @@ def run_partition(
 
     Reads the partition's inputs itself, runs the stages and writes GeoParquet files and a
     ``done.json`` marker (holding ``stamp``, the fingerprint of config and inputs) to
-    ``workdir/<partition>/``. Returns a small summary (counts, timings) for the progress line.
+    ``workdir/<partition>/``. Returns a small summary (counts, seconds) for the progress line.
     """
+    started = time.perf_counter()
     folder = Path(workdir) / part.name
     if folder.exists():
         shutil.rmtree(folder)
@@ -1357,6 +1358,7 @@ def run_partition(
     return {
         "parcels": int(partial.counts.get("parcels_surveyed", 0)),
         "pieces": int(partial.counts.get("pieces_black", 0)),
+        "seconds": time.perf_counter() - started,
     }
 
 
@@ -1370,6 +1372,11 @@ def _write_partial(folder: Path, partial: PartialResult, stamp: str) -> None:
         path = folder / f"{name}.parquet"
         frame = frame.reset_index(drop=True)
         if isinstance(frame, gpd.GeoDataFrame):
+            # MultiPolygons, as the archive declares: the merge passes the WKB on as it is
+            frame = frame.copy()
+            frame["geometry"] = gpd.GeoSeries(
+                arc.as_multipolygons(frame.geometry.to_numpy()), crs=frame.crs, index=frame.index
+            )
             frame.to_parquet(path, index=False)
             geo.append(name)
         else:
@@ -1634,12 +1641,12 @@ def _stream(
 
 class _Geometries:
     """The geometries of one spatial layer of the partitions, in the merged layer's row order,
-    fetched a chunk at a time (:class:`pipeline.archive.GeoStream`).
+    as WKB, a chunk at a time (:attr:`pipeline.archive.GeoStream.wkb`).
 
-    A partition's geometries are read from its GeoParquet file (as WKB) when a chunk first needs
-    them and dropped after the last row that needs them, so with partitions by county (whose
-    pieces are consecutive in the archive) one partition is in memory at a time; each chunk is
-    reprojected from its partition's CRS to the output CRS.
+    A partition's geometries are read from its GeoParquet file (WKB MultiPolygons, passed on as
+    they are) when a chunk first needs them and dropped after the last row that needs them, so
+    with partitions by county (whose pieces are consecutive in the archive) one partition is in
+    memory at a time. Rows of a partition in another CRS are reprojected chunk by chunk.
     """
 
     def __init__(
@@ -1649,34 +1656,37 @@ class _Geometries:
         ks, from_end = np.unique(part[::-1], return_index=True)
         self.last = dict(zip(ks.tolist(), (len(part) - 1 - from_end).tolist(), strict=True))
         self.crss = {k: CRS.from_user_input(partials[k].crs) for k in self.last}
-        self.loaded: dict[int, pa.Array | np.ndarray] = {}
+        self.loaded: dict[int, pa.Array] = {}
 
-    def _load(self, k: int) -> pa.Array | np.ndarray:
+    def _load(self, k: int) -> pa.Array:
         p = self.partials[k]
         if self.name in p.sources:
             table = pq.read_table(p.sources[self.name], columns=["geometry"])
-            return table.column("geometry").combine_chunks()
-        return p.layers[self.name].geometry.to_numpy()
+            return table.column("geometry").combine_chunks().cast(pa.binary())
+        return arc.wkb_array(p.layers[self.name].geometry.to_numpy())
 
-    def __call__(self, start: int, stop: int) -> np.ndarray:
+    def __call__(self, start: int, stop: int) -> pa.Array:
         part, row = self.part[start:stop], self.row[start:stop]
-        out = np.empty(len(part), dtype=object)
+        arrays, positions = [], []
         for k in np.unique(part).tolist():
             if k not in self.loaded:
                 self.loaded[k] = self._load(k)
-            sel = part == k
-            source = self.loaded[k]
-            if isinstance(source, pa.Array):
-                wkb = source.take(pa.array(row[sel])).to_numpy(zero_copy_only=False)
-                geoms = shapely.from_wkb(wkb)
-            else:
-                geoms = source[row[sel]]
+            at = np.flatnonzero(part == k)
+            wkb = self.loaded[k].take(pa.array(row[at]))
             if not self.crss[k].equals(self.crs):
-                geoms = gpd.GeoSeries(geoms, crs=self.crss[k]).to_crs(self.crs).to_numpy()
-            out[sel] = geoms
+                geoms = shapely.from_wkb(wkb.to_numpy(zero_copy_only=False))
+                wkb = arc.wkb_array(gpd.GeoSeries(geoms, crs=self.crss[k]).to_crs(self.crs).values)
+            arrays.append(wkb)
+            positions.append(at)
         for k in [k for k in self.loaded if self.last[k] < stop]:
             del self.loaded[k]
-        return out
+        if not arrays:
+            return pa.array([], type=pa.binary())
+        if len(arrays) == 1:
+            return arrays[0]
+        # rows of several partitions: back into the chunk's row order
+        where = np.argsort(np.concatenate(positions), kind="stable")
+        return pa.concat_arrays(arrays).take(pa.array(where))
 
 
 def _protection_layers(partials: list[PartialResult]) -> list[str]:
