@@ -12,9 +12,12 @@ kept in the temp folder for reruns), then times
 * ``1 worker``, ``2 workers``: the same on a local dask cluster of one or two single-threaded
   worker processes (``--workers N``; cluster start included);
 
-and prints wall time, peak memory (largest resident set of this process or any worker) and
-cultivated parcels per second, with the ratios the issue asks for (2 workers vs 1, survey vs
-read+write, time per parcel across sizes). Results go in benchmarks/README.md.
+Each measurement runs in a fresh Python process (none inherits another's memory). It prints
+wall time, peak memory (the largest resident set of any one process, and the largest sum over
+the run's process and its dask worker and nanny processes), cultivated parcels per second, the
+ratios the issue asks for (2 workers vs 1, survey vs read+write, time per parcel across sizes),
+and the serial steps of the run (planning, reading the partitions' results back, merging,
+writing the GeoPackage). Results go in benchmarks/README.md.
 
 Run:  python benchmarks/bench_scale.py --sizes 50000 200000 1000000
 """
@@ -23,8 +26,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
-import resource
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -41,22 +46,28 @@ COUNTIES = ["220122", "220183", "220113", "220112", "220106", "220104", "220103"
 
 
 class PeakMemory:
-    """Samples the resident memory of this process and its children (dask workers)."""
+    """Samples the resident memory of a process and its children (dask workers, nannies):
+    the largest single process, and the sum over all of them (the machine's view)."""
 
-    def __init__(self) -> None:
-        self.peak = 0
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.largest = 0
+        self.total = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        me = psutil.Process()
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(self.pid)
         while not self._stop.is_set():
-            total = 0
+            sizes = []
             with contextlib.suppress(psutil.Error):
-                for p in [me, *me.children(recursive=True)]:
+                for proc in [root, *root.children(recursive=True)]:
                     with contextlib.suppress(psutil.Error):
-                        total = max(total, p.memory_info().rss)
-            self.peak = max(self.peak, total)
+                        sizes.append(proc.memory_info().rss)
+            if sizes:
+                self.largest = max(self.largest, max(sizes))
+                self.total = max(self.total, sum(sizes))
             time.sleep(0.05)
 
     def __enter__(self) -> PeakMemory:
@@ -112,12 +123,40 @@ def read_write(paths: dict[str, Path], out: Path) -> None:
     pyogrio.write_dataframe(parcels, out, layer="DLTB", use_arrow=True)
 
 
-def timed(func, *args, **kwargs) -> tuple[float, int, object]:
-    with PeakMemory() as mem:
+def child(size: int, workers: int, root: Path, protection: bool) -> None:
+    """One measurement in this (fresh) process; prints its result as one JSON line."""
+    paths = data(size, root)
+    if workers < 0:
         t0 = time.perf_counter()
-        result = func(*args, **kwargs)
-        wall = time.perf_counter() - t0
-    return wall, mem.peak, result
+        read_write(paths, root / f"rw_{size}.gpkg")
+        print(json.dumps({"wall": time.perf_counter() - t0}))
+        return
+    out = root / f"archive_{size}_{workers}.gpkg"
+    kwargs = {"workers": workers} if workers else {}
+    t0 = time.perf_counter()
+    outcome = run_survey(job(paths, out, protection), overwrite=True, **kwargs)
+    wall = time.perf_counter() - t0
+    surveyed = outcome.counts["parcels_surveyed"]
+    print(json.dumps({"wall": wall, "surveyed": surveyed, "timings": outcome.timings}))
+
+
+def measure(size: int, workers: int, root: Path, protection: bool) -> dict:
+    """Run :func:`child` in a new Python process (so that no run inherits another's memory)
+    and sample its memory and its workers' from outside."""
+    cmd = [sys.executable, __file__, "--child", str(size), str(workers), "--tmp", str(root)]
+    if protection:
+        cmd.append("--protection")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    with PeakMemory(proc.pid) as mem:
+        stdout, _ = proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"measurement {size} parcels, {workers} worker(s) failed")
+    result = json.loads(stdout.strip().splitlines()[-1])
+    return {**result, "largest": mem.largest, "total": mem.total}
+
+
+#: the serial steps of a partitioned run, besides the partitions themselves
+STEPS = ("plan", "collect", "merge", "write")
 
 
 def main() -> None:
@@ -132,42 +171,47 @@ def main() -> None:
         help="add the protection stage (basic farmland, zoning, projects, change parcels)",
     )
     ap.add_argument("--tmp", default=os.path.join(tempfile.gettempdir(), "blacksoil_bench"))
+    ap.add_argument("--child", type=int, nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     root = Path(args.tmp)
     root.mkdir(parents=True, exist_ok=True)
+    if args.child:
+        child(*args.child, root, args.protection)
+        return
     print(
-        f"{'parcels':>9} {'run':>10} {'wall s':>8} {'peak GiB':>9} {'parcels/s':>10} {'ratio':>14}"
+        f"{'parcels':>9} {'run':>10} {'wall s':>7} {'GiB max':>8} {'GiB sum':>8} "
+        f"{'parcels/s':>10} {'ratio':>15}  serial steps s ({', '.join(STEPS)})"
     )
     per_parcel = []
     for size in args.sizes:
-        paths = data(size, root)
-        base, base_mem, _ = timed(read_write, paths, root / f"rw_{size}.gpkg")
-        print(f"{size:>9,} {'read+write':>10} {base:>8.1f} {base_mem / 2**30:>9.2f}")
+        data(size, root)  # generated once, outside the timings
+        base = measure(size, -1, root, args.protection)
+        print(
+            f"{size:>9,} {'read+write':>10} {base['wall']:>7.1f} "
+            f"{base['largest'] / 2**30:>8.2f} {base['total'] / 2**30:>8.2f}"
+        )
         one = None
         for n in args.workers:
-            out = root / f"archive_{size}_{n}.gpkg"
-            kwargs = {"workers": n} if n else {}
-            cfg = job(paths, out, args.protection)
-            wall, peak, outcome = timed(run_survey, cfg, overwrite=True, **kwargs)
-            surveyed = outcome.counts["parcels_surveyed"]
+            r = measure(size, n, root, args.protection)
+            wall, surveyed = r["wall"], r["surveyed"]
             if n == 0:
                 per_parcel.append(wall / surveyed)
-                ratio = f"{wall / base:.1f}x rw"
-            elif n == 1:
-                one = wall
-                ratio = f"{wall / base:.1f}x rw"
+            if n <= 1:
+                one = wall if n == 1 else one
+                ratio = f"{wall / base['wall']:.1f}x rw"
             else:
                 ratio = f"{one / wall:.2f}x 1 worker" if one else ""
             label = "in-process" if n == 0 else f"{n} worker" + ("s" if n > 1 else "")
+            steps = " ".join(f"{r['timings'].get(s, 0.0):.1f}" for s in STEPS)
             print(
-                f"{size:>9,} {label:>10} {wall:>8.1f} {peak / 2**30:>9.2f} "
-                f"{surveyed / wall:>10,.0f} {ratio:>14}"
+                f"{size:>9,} {label:>10} {wall:>7.1f} {r['largest'] / 2**30:>8.2f} "
+                f"{r['total'] / 2**30:>8.2f} {surveyed / wall:>10,.0f} {ratio:>15}  {steps}"
             )
     if len(per_parcel) > 1:
         growth = per_parcel[-1] / per_parcel[0]
-        print(f"time per parcel, largest vs smallest size: {growth:.2f}x (1.0 = linear)")
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"max RSS of this process: {rss:.2f} GiB")
+        print(
+            f"time per parcel (in-process), largest vs smallest size: {growth:.2f}x (1.0 = linear)"
+        )
 
 
 if __name__ == "__main__":

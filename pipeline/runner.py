@@ -1485,13 +1485,15 @@ def _run_partitioned(
             f"in {workdir}: fix the input and rerun with --resume"
         )
     progress("merging the partitions")
+    t2 = time.perf_counter()
     partials = [_read_partial(workdir / p.name) for p in plan]
+    t_collect = time.perf_counter() - t2
     outcome = _finish(
         cfg,
         partials,
         overwrite=overwrite,
         progress=progress,
-        merge_timings={"plan": t_plan, "partitions": t_parts},
+        merge_timings={"plan": t_plan, "partitions": t_parts, "collect": t_collect},
     )
     shutil.rmtree(workdir, ignore_errors=True)
     return outcome

@@ -180,14 +180,35 @@ def disjoint_cover(
 
 def _union(geoms: np.ndarray) -> shapely.Geometry:
     """Union of the soil polygons: the fast coverage union where the map is a clean coverage
-    (edge-matched, as digitised soil maps usually are), else the general union."""
+    (edge-matched, as digitised soil maps usually are); where a few polygons are not (an
+    overlap, a neighbour's vertex missing on a shared edge), the coverage union of the others
+    joined with the general union of those few; else the general union."""
+    fast = _coverage_union(geoms)
+    if fast is not None:
+        return fast
+    # the coverage validator names the polygons whose edges do not match their neighbours'
+    try:
+        bad = ~shapely.is_empty(shapely.coverage_invalid_edges(geoms))
+    except shapely.errors.GEOSException:
+        return shapely.union_all(geoms)
+    if bad.all():
+        return shapely.union_all(geoms)
+    rest = _coverage_union(geoms[~bad])
+    if rest is None:
+        return shapely.union_all(geoms)
+    return shapely.union_all(np.append(geoms[bad], rest))
+
+
+def _coverage_union(geoms: np.ndarray) -> shapely.Geometry | None:
+    """The coverage union of ``geoms``, or None where they are no clean coverage (GEOS raises,
+    or gives an invalid result or one whose area is not the polygons' total)."""
     try:
         fast = shapely.coverage_union_all(geoms)
-    except shapely.errors.GEOSException:  # overlapping polygons
-        return shapely.union_all(geoms)
+    except shapely.errors.GEOSException:  # overlapping or incorrectly noded polygons
+        return None
     if shapely.is_valid(fast) and abs(fast.area - shapely.area(geoms).sum()) <= 1e-9 * fast.area:
         return fast
-    return shapely.union_all(geoms)
+    return None
 
 
 def _resolve_overlaps(geoms: np.ndarray, ids: np.ndarray, layer: str, qa: QALog) -> np.ndarray:

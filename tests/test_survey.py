@@ -301,3 +301,27 @@ def test_duplicate_soil_polygon_is_rejected_and_logged(job):
     assert layers["HTGDTB"]["TL"].tolist() == ["黑土"]
     qa = layers["HTGD_ZJJL"]
     assert ((qa["feature_id"] == "S002") & (qa["action"] == "rejected")).any()
+
+
+def test_soil_union_of_a_coverage_with_a_few_unmatched_edges(monkeypatch):
+    from pipeline import survey
+
+    # a 4 × 4 grid of 10 m squares less one (a gap): square (1,1) has a vertex at (20, 15) on
+    # the edge it shares with (2,1), which lacks it; (3,3) overlaps (3,2) by a 1 m strip
+    squares = [
+        shapely.box(10 * i, 10 * j, 10 * i + 10, 10 * j + 10) for j in range(4) for i in range(4)
+    ]
+    squares[5] = shapely.Polygon([(10, 10), (20, 10), (20, 15), (20, 20), (10, 20)])
+    squares[15] = shapely.box(30, 29, 40, 40)
+    del squares[12]
+    geoms = np.array(squares, dtype=object)
+    sizes = []
+    union_all = shapely.union_all
+    monkeypatch.setattr(
+        shapely, "union_all", lambda g, **kw: sizes.append(len(g)) or union_all(g, **kw)
+    )
+    union = survey._union(geoms)
+    assert union.area == pytest.approx(1500.0)
+    assert union.equals(union_all(geoms))
+    # only the squares whose edges do not match their neighbours' go to the general union
+    assert sizes and max(sizes) < len(geoms) // 2
