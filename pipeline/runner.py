@@ -424,9 +424,10 @@ def load_inputs(
         if len(reg) == 0 and scope is None:
             raise InputError(f"{describe(cfg.inputs.region)}: no usable region polygon")
         region = reg.geometry.to_numpy()
-        tree = shapely.STRtree(region)
+        # the parcels in the tree, the few large region polygons as the (prepared) queries
+        tree = shapely.STRtree(parcels.geometry.to_numpy())
         hit = np.zeros(len(parcels), dtype=bool)
-        hit[np.unique(tree.query(parcels.geometry.to_numpy(), predicate="intersects")[0])] = True
+        hit[tree.query(region, predicate="intersects")[1]] = True
         qa.add(
             "parcels",
             parcels["id"].to_numpy()[~hit],
@@ -757,7 +758,7 @@ def _finish(
     timings["merge"] = time.perf_counter() - t0
     timings.setdefault("summaries", 0.0)
     meta = _metadata(cfg, merged.crs, counts, timings, conservation, reconciliation, merged.status)
-    county_layer = _county_boundaries(cfg, merged.crs, set(balance["XZQDM"]))
+    county_layer = _county_boundaries(cfg, merged.crs, set(balance["XZQDM"].unique()))
     layers = {
         arc.PIECES: pieces,
         arc.BALANCE: balance,
@@ -1573,12 +1574,12 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
         )
     )
     pieces = pieces.iloc[order].reset_index(drop=True)
-    old = _source_keys(pieces)
+    before = pieces[["_k", "DABH"]].copy()
     seq = pieces.groupby("XZQDM", sort=False).cumcount() + 1
     pieces["DABH"] = (
         "HT" + pieces["XZQDM"].astype(str) + str(cfg.year) + seq.astype(str).str.zfill(7)
     )
-    renumber = dict(zip(old, pieces["DABH"].to_numpy(), strict=True))
+    renumber: pd.Series | None = None  # source key → new DABH, built when a layer needs it
 
     balance = pd.concat([p.layers[arc.BALANCE] for p in full], ignore_index=True)
     order = np.lexsort((balance["BSM"].to_numpy().astype(str), balance["XZQDM"].to_numpy()))
@@ -1591,6 +1592,8 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
     for name in _protection_layers(full):
         frame = _fields(full, name)
         if name in _BY_PIECE:
+            if renumber is None:
+                renumber = pd.Series(pieces["DABH"].to_numpy(), index=_source_keys(before))
             frame["DABH"] = pd.Series(_source_keys(frame)).map(renumber).to_numpy()
         frame = _merge_protection(name, frame, single, names)
         if any(p.is_spatial(name) for p in full if name in p.layers):
