@@ -6,9 +6,10 @@ kept in the temp folder for reruns), then times
 * ``read+write``: reading the parcels and the soil map (pyogrio, Arrow) and writing the parcels
   to a GeoPackage, the floor any survey tool pays;
 * ``in-process``: ``run_survey`` partitioned by county (parcels, soil map, counties, region;
-  with ``--protection`` also basic farmland, zoning, construction projects and change
-  parcels), in this process (the default executor: partitions one after another, the
-  overlay's intersections on all cores as threads);
+  with ``--all-stages`` also every stage the demo job enables: basic farmland, zoning,
+  construction projects and change parcels, and the quality rasters), in this process (the
+  default executor: partitions one after another, the overlay's intersections on all cores
+  as threads);
 * ``1 worker``, ``2 workers``: the same on a local dask cluster of one or two single-threaded
   worker processes (``--workers N``; cluster start included);
 
@@ -35,11 +36,13 @@ import threading
 import time
 from pathlib import Path
 
+import geopandas as gpd
 import psutil
 import pyogrio
 
 from pipeline import make_demo_data
 from pipeline.config import config_from_dict
+from pipeline.demo_rasters import make_demo_rasters
 from pipeline.runner import run_survey
 
 COUNTIES = ["220122", "220183", "220113", "220112", "220106", "220104", "220103", "220102"]
@@ -86,7 +89,7 @@ def data(size: int, root: Path) -> dict[str, Path]:
     return {n: folder / f"{n}.gpkg" for n in ("parcels", "soil", "counties", "region")}
 
 
-#: the protection layers of the demo data (``--protection``): input name → (file, layer)
+#: the protection layers of the demo data (``--all-stages``): input name → (file, layer)
 PROTECTION = {
     "basic_farmland": ("basic_farmland", "YJJBNTTB"),
     "urban_boundary": ("zoning", "CZKFBJ"),
@@ -96,17 +99,28 @@ PROTECTION = {
 }
 
 
-def job(paths: dict[str, Path], out: Path, protection: bool = False):
+def rasters(folder: Path) -> dict[str, Path]:
+    """The quality rasters over the counties of a data set (made once, kept with it)."""
+    names = ("thickness", "organic_matter", "dem")
+    target = folder / "rasters"
+    if not all((target / f"{n}.tif").exists() for n in names):
+        counties = gpd.read_file(folder / "counties.gpkg")
+        make_demo_rasters(target, counties, seed=2024)
+    return {n: target / f"{n}.tif" for n in names}
+
+
+def job(paths: dict[str, Path], out: Path, all_stages: bool = False):
     inputs = {
         "parcels": {"path": str(paths["parcels"]), "layer": "DLTB"},
         "soil": {"path": str(paths["soil"]), "layer": "TRTB"},
         "counties": {"path": str(paths["counties"]), "layer": "XZQ"},
         "region": {"path": str(paths["region"]), "layer": "HTQY"},
     }
-    if protection:
+    if all_stages:
         folder = paths["parcels"].parent
         for name, (file, layer) in PROTECTION.items():
             inputs[name] = {"path": str(folder / f"{file}.gpkg"), "layer": layer}
+        inputs["rasters"] = {n: {"path": str(f)} for n, f in rasters(folder).items()}
     return config_from_dict(
         {
             "year": 2024,
@@ -123,7 +137,7 @@ def read_write(paths: dict[str, Path], out: Path) -> None:
     pyogrio.write_dataframe(parcels, out, layer="DLTB", use_arrow=True)
 
 
-def child(size: int, workers: int, root: Path, protection: bool) -> None:
+def child(size: int, workers: int, root: Path, all_stages: bool) -> None:
     """One measurement in this (fresh) process; prints its result as one JSON line."""
     paths = data(size, root)
     if workers < 0:
@@ -134,18 +148,18 @@ def child(size: int, workers: int, root: Path, protection: bool) -> None:
     out = root / f"archive_{size}_{workers}.gpkg"
     kwargs = {"workers": workers} if workers else {}
     t0 = time.perf_counter()
-    outcome = run_survey(job(paths, out, protection), overwrite=True, **kwargs)
+    outcome = run_survey(job(paths, out, all_stages), overwrite=True, **kwargs)
     wall = time.perf_counter() - t0
     surveyed = outcome.counts["parcels_surveyed"]
     print(json.dumps({"wall": wall, "surveyed": surveyed, "timings": outcome.timings}))
 
 
-def measure(size: int, workers: int, root: Path, protection: bool) -> dict:
+def measure(size: int, workers: int, root: Path, all_stages: bool) -> dict:
     """Run :func:`child` in a new Python process (so that no run inherits another's memory)
     and sample its memory and its workers' from outside."""
     cmd = [sys.executable, __file__, "--child", str(size), str(workers), "--tmp", str(root)]
-    if protection:
-        cmd.append("--protection")
+    if all_stages:
+        cmd.append("--all-stages")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     with PeakMemory(proc.pid) as mem:
         stdout, _ = proc.communicate()
@@ -166,9 +180,10 @@ def main() -> None:
         "--workers", type=int, nargs="+", default=[0, 1, 2], help="0: in-process (no cluster)"
     )
     ap.add_argument(
-        "--protection",
+        "--all-stages",
         action="store_true",
-        help="add the protection stage (basic farmland, zoning, projects, change parcels)",
+        help="every stage of the demo job: also protection (basic farmland, zoning, projects, "
+        "change parcels) and quality (rasters)",
     )
     ap.add_argument("--tmp", default=os.path.join(tempfile.gettempdir(), "blacksoil_bench"))
     ap.add_argument("--child", type=int, nargs=2, help=argparse.SUPPRESS)
@@ -176,7 +191,7 @@ def main() -> None:
     root = Path(args.tmp)
     root.mkdir(parents=True, exist_ok=True)
     if args.child:
-        child(*args.child, root, args.protection)
+        child(*args.child, root, args.all_stages)
         return
     print(
         f"{'parcels':>9} {'run':>10} {'wall s':>7} {'GiB max':>8} {'GiB sum':>8} "
@@ -184,15 +199,17 @@ def main() -> None:
     )
     per_parcel = []
     for size in args.sizes:
-        data(size, root)  # generated once, outside the timings
-        base = measure(size, -1, root, args.protection)
+        paths = data(size, root)  # generated once, outside the timings
+        if args.all_stages:
+            rasters(paths["parcels"].parent)
+        base = measure(size, -1, root, args.all_stages)
         print(
             f"{size:>9,} {'read+write':>10} {base['wall']:>7.1f} "
             f"{base['largest'] / 2**30:>8.2f} {base['total'] / 2**30:>8.2f}"
         )
         one = None
         for n in args.workers:
-            r = measure(size, n, root, args.protection)
+            r = measure(size, n, root, args.all_stages)
             wall, surveyed = r["wall"], r["surveyed"]
             if n == 0:
                 per_parcel.append(wall / surveyed)
