@@ -35,29 +35,17 @@ import yaml
 
 from pipeline import load_config, make_demo_data, run_survey
 from pipeline.config import config_from_dict
+from pipeline.demo import PROTECTION_INPUTS, demo_inputs
 from pipeline.overlay import default_threads
 from pipeline.protection import ProtectionRules, analyse_protection
 from pipeline.runner import load_inputs
 from pipeline.survey import BLACK, prepare_soil
 
-LAYERS = {
-    "basic_farmland": ("basic_farmland.gpkg", "YJJBNTTB"),
-    "urban_boundary": ("zoning.gpkg", "CZKFBJ"),
-    "ecological_redline": ("zoning.gpkg", "STBHHX"),
-    "construction": ("construction.gpkg", "JSXMYD"),
-    "changes": ("changes.gpkg", "DLTBGX"),
-}
-
 
 def _job(folder: Path, protection: bool) -> dict:
-    inputs = {
-        "parcels": {"path": str(folder / "parcels.gpkg"), "layer": "DLTB"},
-        "soil": {"path": str(folder / "soil.gpkg"), "layer": "TRTB"},
-        "counties": {"path": str(folder / "counties.gpkg"), "layer": "XZQ"},
-    }
-    if protection:
-        for name, (file, layer) in LAYERS.items():
-            inputs[name] = {"path": str(folder / file), "layer": layer}
+    inputs = demo_inputs(
+        folder, ("parcels", "soil", "counties", *(PROTECTION_INPUTS if protection else ()))
+    )
     return {
         "year": 2024,
         "inputs": inputs,
@@ -116,7 +104,7 @@ def main() -> None:
             approved_cover_share=cfg.approved_cover_share,
             min_piece_area=0.0,
         )
-        sizes = {k: len(getattr(inputs.protection, k)) for k in LAYERS}
+        sizes = {k: len(getattr(inputs.protection, k)) for k in PROTECTION_INPUTS}
         print(f"{len(pieces)} black-soil pieces; layers: {sizes}; threads: {threads}")
 
         t = time.perf_counter()
@@ -127,7 +115,7 @@ def main() -> None:
             return
 
         soil_black = cover.frame[cover.frame["cls"] == BLACK][["geometry"]]
-        raw = {k: getattr(inputs.protection, k) for k in LAYERS}
+        raw = {k: getattr(inputs.protection, k) for k in PROTECTION_INPUTS}
         t = time.perf_counter()
         ref = _reference(pieces, raw, gpd.GeoDataFrame(soil_black, crs=pieces.crs))
         theirs = time.perf_counter() - t

@@ -42,6 +42,7 @@ import pyogrio
 
 from pipeline import make_demo_data
 from pipeline.config import config_from_dict
+from pipeline.demo import PROTECTION_INPUTS, demo_inputs
 from pipeline.demo_rasters import make_demo_rasters
 from pipeline.runner import run_survey
 
@@ -89,16 +90,6 @@ def data(size: int, root: Path) -> dict[str, Path]:
     return {n: folder / f"{n}.gpkg" for n in ("parcels", "soil", "counties", "region")}
 
 
-#: the protection layers of the demo data (``--all-stages``): input name → (file, layer)
-PROTECTION = {
-    "basic_farmland": ("basic_farmland", "YJJBNTTB"),
-    "urban_boundary": ("zoning", "CZKFBJ"),
-    "ecological_redline": ("zoning", "STBHHX"),
-    "construction": ("construction", "JSXMYD"),
-    "changes": ("changes", "DLTBGX"),
-}
-
-
 def rasters(folder: Path) -> dict[str, Path]:
     """The quality rasters over the counties of a data set (made once, kept with it)."""
     names = ("thickness", "organic_matter", "dem")
@@ -110,16 +101,10 @@ def rasters(folder: Path) -> dict[str, Path]:
 
 
 def job(paths: dict[str, Path], out: Path, all_stages: bool = False):
-    inputs = {
-        "parcels": {"path": str(paths["parcels"]), "layer": "DLTB"},
-        "soil": {"path": str(paths["soil"]), "layer": "TRTB"},
-        "counties": {"path": str(paths["counties"]), "layer": "XZQ"},
-        "region": {"path": str(paths["region"]), "layer": "HTQY"},
-    }
+    folder = paths["parcels"].parent
+    stages = PROTECTION_INPUTS if all_stages else ()
+    inputs = demo_inputs(folder, ("parcels", "soil", "counties", "region", *stages))
     if all_stages:
-        folder = paths["parcels"].parent
-        for name, (file, layer) in PROTECTION.items():
-            inputs[name] = {"path": str(folder / f"{file}.gpkg"), "layer": layer}
         inputs["rasters"] = {n: {"path": str(f)} for n, f in rasters(folder).items()}
     return config_from_dict(
         {

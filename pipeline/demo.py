@@ -267,6 +267,35 @@ def make_demo_data(
     return paths
 
 
+#: the demo data set's layers as survey job inputs: input name → (file, layer)
+DEMO_INPUTS: dict[str, tuple[str, str]] = {
+    "parcels": ("parcels.gpkg", "DLTB"),
+    "soil": ("soil.gpkg", "TRTB"),
+    "counties": ("counties.gpkg", "XZQ"),
+    "region": ("region.gpkg", "HTQY"),
+    "basic_farmland": ("basic_farmland.gpkg", "YJJBNTTB"),
+    "urban_boundary": ("zoning.gpkg", "CZKFBJ"),
+    "ecological_redline": ("zoning.gpkg", "STBHHX"),
+    "construction": ("construction.gpkg", "JSXMYD"),
+    "changes": ("changes.gpkg", "DLTBGX"),
+}
+#: the protection and change inputs among them
+PROTECTION_INPUTS = (
+    "basic_farmland",
+    "urban_boundary",
+    "ecological_redline",
+    "construction",
+    "changes",
+)
+
+
+def demo_inputs(folder: str | Path, names: Sequence[str] | None = None) -> dict[str, dict]:
+    """The ``inputs`` section of a job over data written by :func:`make_demo_data` to
+    ``folder``: every layer of :data:`DEMO_INPUTS`, or those in ``names``."""
+    chosen = DEMO_INPUTS if names is None else {n: DEMO_INPUTS[n] for n in names}
+    return {n: {"path": str(Path(folder) / f), "layer": layer} for n, (f, layer) in chosen.items()}
+
+
 #: DLTB fields in the order make_demo_data writes them; the text ones keep leading zeros
 _DLTB_FIELDS = (
     "BSM", "YSDM", "TBBH", "DLBM", "DLMC", "QSXZ", "QSDWDM", "QSDWMC", "ZLDWDM", "ZLDWMC",

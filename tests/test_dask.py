@@ -58,20 +58,6 @@ def test_failed_partition_on_dask_is_named(job, cluster):
         )
 
 
-#: the demo data set's layers (pipeline.make_demo_data), every protection input included
-DEMO_LAYERS = {
-    "parcels": ("parcels.gpkg", "DLTB"),
-    "soil": ("soil.gpkg", "TRTB"),
-    "counties": ("counties.gpkg", "XZQ"),
-    "region": ("region.gpkg", "HTQY"),
-    "basic_farmland": ("basic_farmland.gpkg", "YJJBNTTB"),
-    "urban_boundary": ("zoning.gpkg", "CZKFBJ"),
-    "ecological_redline": ("zoning.gpkg", "STBHHX"),
-    "construction": ("construction.gpkg", "JSXMYD"),
-    "changes": ("changes.gpkg", "DLTBGX"),
-}
-
-
 @pytest.mark.slow
 def test_demo_data_gives_one_archive_for_any_partitioning_and_workers(tmp_path, cluster):
     """Realistic data (digitised soil boundaries that partitions cut through, soil-map gaps,
@@ -80,10 +66,11 @@ def test_demo_data_gives_one_archive_for_any_partitioning_and_workers(tmp_path, 
     two dask workers, and by a 3 km grid give the same archive, row for row."""
     import pipeline
     from pipeline.config import config_from_dict
+    from pipeline.demo import demo_inputs
 
     data = tmp_path / "data"
     pipeline.make_demo_data(data, parcels=2500, seed=5)
-    inputs = {n: {"path": str(data / f), "layer": layer} for n, (f, layer) in DEMO_LAYERS.items()}
+    inputs = demo_inputs(data)
 
     def run(name: str, partition: dict, **kwargs) -> dict:
         out = tmp_path / f"{name}.gpkg"

@@ -77,6 +77,18 @@ def test_files_and_layers(demo: dict[str, Path]) -> None:
             assert pyogrio.read_info(demo[key], layer=layer)["crs"] == "EPSG:4530"
 
 
+def test_demo_inputs_name_the_written_layers(demo: dict[str, Path]) -> None:
+    from pipeline.demo import DEMO_INPUTS, PROTECTION_INPUTS, demo_inputs
+
+    folder = demo["parcels"].parent
+    inputs = demo_inputs(folder)
+    assert set(inputs) == set(DEMO_INPUTS) and set(PROTECTION_INPUTS) < set(inputs)
+    for spec in inputs.values():
+        assert spec["layer"] in FILE_LAYERS[Path(spec["path"]).stem]
+        assert Path(spec["path"]).is_file()
+    assert list(demo_inputs(folder, ("soil",))) == ["soil"]
+
+
 def test_parcel_fields_are_text_where_survey_data_has_text(demo: dict[str, Path]) -> None:
     info = pyogrio.read_info(demo["parcels"], layer="DLTB")
     types = dict(zip(info["fields"], info["ogr_types"], strict=True))
