@@ -288,6 +288,8 @@ def _read(
         raise
     except Exception as err:
         raise InputError(f"{where}: cannot read ({_short(err)})") from err
+    if bbox is not None:  # a window comes in spatial-index order: put it in layer order
+        frame = frame.sort_index(kind="stable")
     frame[FID] = frame.index.to_numpy(dtype=np.int64)
     frame = frame.reset_index(drop=True)
     return _reread_broken(frame, path, layer, encoding)

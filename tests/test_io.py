@@ -6,7 +6,7 @@ import geopandas as gpd
 import pyogrio
 import pytest
 
-from conftest import CRS, box, parcels_frame, run, soil_frame
+from conftest import CRS, X0, Y0, box, parcels_frame, run, soil_frame
 from pipeline import InputError
 
 FORMATS = {
@@ -103,6 +103,32 @@ def test_where_filter_on_geoparquet(job):
     job.layer("soil", _soil(), "TRTB")
     _, layers = run(job)
     assert layers["HTGDTB"]["DLBM"].tolist() == ["0101"]
+
+
+def test_a_window_read_keeps_the_layer_order(tmp_path):
+    """GDAL returns a GeoPackage window in spatial-index order; the reader puts it back in FID
+    order, which decides which of two overlapping polygons is the earlier one."""
+    import numpy as np
+    import shapely
+
+    from pipeline.config import InputSpec
+    from pipeline.qa import QALog
+    from pipeline.sources import FID, read_layer
+
+    xy = np.random.default_rng(1).uniform(0, 1000, (200, 2)) + np.array([X0, Y0])
+    frame = gpd.GeoDataFrame(
+        {"TL": ["黑土"] * 200},
+        geometry=shapely.box(xy[:, 0], xy[:, 1], xy[:, 0] + 5, xy[:, 1] + 5),
+        crs=CRS,
+    )
+    path = tmp_path / "soil.gpkg"
+    pyogrio.write_dataframe(frame, path, layer="TRTB")
+    bbox = (X0 + 100, Y0 + 100, X0 + 900, Y0 + 900)
+    raw = pyogrio.read_dataframe(path, bbox=bbox, fid_as_index=True)
+    assert not raw.index.is_monotonic_increasing  # what GDAL gives
+    spec = InputSpec(path=path, layer="TRTB", fields={"soil_type": "TL"})
+    read = read_layer(spec, "soil", crs=None, qa=QALog(), bbox=bbox)
+    assert read[FID].tolist() == sorted(raw.index)
 
 
 def test_inputs_in_other_crs_are_reprojected(job):
