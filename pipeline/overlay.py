@@ -237,7 +237,7 @@ def group_union(
     return uniq, merged
 
 
-def _contains_properly(right: np.ndarray, which: np.ndarray, left: np.ndarray) -> np.ndarray:
+def contains_properly(right: np.ndarray, which: np.ndarray, left: np.ndarray) -> np.ndarray:
     """``right[which[i]].contains_properly(left[i])`` with prepared right polygons.
 
     Prepared geometries build their indexes lazily and are not safe to share between threads,
@@ -321,7 +321,7 @@ def overlay(
         counts = np.bincount(cand_left, minlength=len(left))
         inside = counts[cand_left] == 1
         test = ~inside
-    inside[test] = _contains_properly(right, cand_right[test], left[cand_left[test]])
+    inside[test] = contains_properly(right, cand_right[test], left[cand_left[test]])
     whole_left = cand_left[inside]
     whole_right = cand_right[inside]
 

@@ -24,6 +24,7 @@ from pipeline.protection import (
     STATUS_PART,
     ProtectionRules,
     classify_changes,
+    outside_of_zones,
     split_by_zones,
 )
 
@@ -64,6 +65,57 @@ def test_split_merges_a_boundary_sliver_into_the_inside():
     assert s.tbmj.tolist() == [10000.0] and s.share.tolist() == [1.0]
     s = split_by_zones(piece, np.array([10000.0]), np.array([0.0]), zone, min_area=0.0)
     assert s.out_tbmj.tolist() == [0.1] and s.tbmj.tolist() == [9999.9]
+
+
+def test_outside_of_zones_known_answers():
+    pieces = np.array(
+        [
+            shapely.box(0, 0, 100, 100),  # half inside Z1
+            shapely.box(200, 0, 300, 100),  # inside Z2
+            shapely.box(0, 200, 100, 300),  # clear of both
+            shapely.box(400, 0, 500, 100),  # inside Z2 and Z3 together, wholly in neither
+            shapely.box(600, 0, 700, 100),  # Z4 and Z5 overlap over it: 60 m wide, counted once
+        ]
+    )
+    zones_ = np.array(
+        [
+            shapely.box(50, -10, 150, 110),
+            shapely.box(190, -10, 450, 110),
+            shapely.box(450, -10, 510, 110),
+            shapely.box(600, -10, 640, 110),
+            shapely.box(620, -10, 660, 110),
+        ]
+    )
+    tbmj = np.array([10000.0, 10000.0, 10002.0, 9000.0, 10000.0])
+    s = outside_of_zones(pieces, tbmj, np.zeros(5), zones_)
+    assert s.out_piece.tolist() == [0, 2, 4]
+    assert s.out_tbmj.tolist() == [5000.0, 10002.0, 4000.0]
+    assert shapely.area(s.out_geometry).tolist() == [5000.0, 10000.0, 4000.0]
+    assert shapely.equals(s.out_geometry[0], shapely.box(0, 0, 50, 100))
+    assert s.piece.tolist() == [0, 1, 3, 4] and s.tbmj.tolist() == [5000.0, 10000.0, 9000.0, 6000.0]
+    assert s.share.tolist() == [0.5, 1.0, 0.0, 1.0, 0.6]
+    assert s.overlaps.tolist() == [[4, 3]]  # Z5 overlaps the earlier Z4 inside piece 4
+
+
+def test_outside_of_zones_agrees_with_split_by_zones():
+    rng = np.random.default_rng(7)
+    xy = rng.uniform(0, 900, (60, 2))
+    pieces = shapely.box(xy[:, 0], xy[:, 1], xy[:, 0] + 60, xy[:, 1] + 45)
+    pieces = shapely.difference(pieces, shapely.buffer(shapely.points(xy + 30), 8))  # with holes
+    centres = rng.uniform(0, 900, (12, 2))
+    zones_ = shapely.buffer(shapely.points(centres), rng.uniform(60, 160, 12), quad_segs=64)
+    tbmj = np.round(shapely.area(pieces), 2)
+    a = split_by_zones(pieces, tbmj, np.zeros(60), zones_)
+    b = outside_of_zones(pieces, tbmj, np.zeros(60), zones_)
+    assert a.out_piece.tolist() == b.out_piece.tolist()
+    assert np.allclose(shapely.area(a.out_geometry), shapely.area(b.out_geometry), atol=1e-6)
+    assert np.allclose(a.share, b.share, atol=1e-9)
+    assert a.overlaps.tolist() == b.overlaps.tolist() and len(b.overlaps) > 0
+    # every piece: inside plus outside add up to its TBMJ
+    total = np.bincount(b.piece, b.tbmj, minlength=60) + np.bincount(
+        b.out_piece, b.out_tbmj, minlength=60
+    )
+    assert np.allclose(total, tbmj, atol=1e-9)
 
 
 def test_classify_changes():
