@@ -455,3 +455,20 @@ def test_config_keys(job, tmp_path):
         pipeline.load_config(job.write(output={"path": "x.gpkg", "format": "csv"}))
     with pytest.raises(ConfigError, match=r"output\.crs"):
         pipeline.load_config(job.write(output={"path": "x.gpkg", "crs": "EPSG:99999999"}))
+
+
+def test_merge_keeps_text_columns_compact_and_releases_the_partitions():
+    """A partition without pieces has untyped columns; merged with the others they must not
+    turn the text columns into Python objects, and the merge drops the partitions' copies."""
+    from pipeline.runner import PartialResult, _fields, _rows
+
+    full = pd.DataFrame({"BSM": pd.array(["1", "2"], dtype="str"), "MJ": [1.0, 2.0]})
+    empty = pd.DataFrame({"BSM": pd.Series([], dtype=object), "MJ": pd.Series([], dtype=float)})
+    parts = [
+        PartialResult("a", CRS, layers={"T": empty, "B": empty}),
+        PartialResult("b", CRS, layers={"T": full, "B": full}),
+    ]
+    merged = _fields(parts, "T")
+    assert merged["BSM"].dtype == "str" and merged["_k"].tolist() == [1, 1]
+    assert _rows(parts, "B")["BSM"].tolist() == ["1", "2"]
+    assert all(len(p.layers[name]) == 0 for p in parts for name in ("T", "B"))
