@@ -8,7 +8,8 @@ g/kg) and a DEM (m), in any CRS. :func:`add_quality` puts their statistics on ev
   share of the piece with data. Pieces are reprojected to the raster's CRS (the raster is never
   warped: warping resamples the values the survey measured), the window of the raster under the
   pieces is read once, nodata (the file's, or the config's ``nodata``) and NaN are masked, and all
-  pieces of a window go to exactextract in one call.
+  pieces of a window go to exactextract in one call; rasters on one grid (thickness and organic
+  matter, as a rule) share that call.
 - :func:`slope_degrees` computes slope on the DEM's own grid by Horn's method, with the ground size
   of a cell in metres: per row (latitude) on the ellipsoid for a DEM in geographic coordinates, and
   from geodesic distances for a projected one (so a Web-Mercator DEM gives true slopes too). The
@@ -285,6 +286,7 @@ class _ArrayWriter(Writer):
     def __init__(self, arrays: dict[str, np.ndarray]) -> None:
         super().__init__()
         self.arrays = arrays
+        self._sink = _Sink()  # one for all features: emptied after each
 
     def add_operation(self, op: Operation) -> None:
         pass
@@ -293,32 +295,36 @@ class _ArrayWriter(Writer):
         pass
 
     def write(self, feature: Feature) -> None:
-        sink = _Sink()
-        feature.copy_to(sink)
-        row = sink.values.pop(_ROW)
-        for key, value in sink.values.items():
-            self.arrays[key][row] = value
+        values = self._sink.values
+        feature.copy_to(self._sink)
+        row = values.pop(_ROW)
+        arrays = self.arrays
+        for key, value in values.items():
+            arrays[key][row] = value
+        values.clear()
 
     def features(self) -> dict[str, np.ndarray]:
         return self.arrays
 
 
-#: statistics per layer: all four of the raster's values, only the mean of the slope
-_STATS = {"value": ("mean", "min", "max", "count"), "slope": ("mean",)}
+#: statistics of a raster's values, and of the slope computed from a DEM
+_VALUE_STATS = ("mean", "min", "max", "count")
+_SLOPE_STATS = ("mean",)
 #: exactextract processing order; the whole window is in memory, so either reads it once
 _STRATEGY = "feature-sequential"
 
 
 def _extract(
-    layers: dict[str, np.ndarray],
+    layers: dict[str, tuple[np.ndarray, tuple[str, ...]]],
     transform: Affine,
     wkbs: np.ndarray,
     rows: np.ndarray,
     arrays: dict[str, np.ndarray],
     srs_wkt: str,
 ) -> None:
-    """Coverage-weighted statistics (``_STATS``) of each layer (same grid) under every piece."""
-    h, w = next(iter(layers.values())).shape
+    """Coverage-weighted statistics of each layer (key → values on one grid, statistics) under
+    every piece, in one pass over the pieces; results go to ``arrays["<key>_<stat>"]``."""
+    h, w = next(iter(layers.values()))[0].shape
     xmin, ymax = transform.c, transform.f
     xmax, ymin = xmin + w * transform.a, ymax + h * transform.e
     # the sources must stay referenced here (the operations hold them only on the C++ side)
@@ -327,12 +333,12 @@ def _extract(
         key: NumPyRasterSource(
             values, xmin, ymin, xmax, ymax, nodata=np.nan, srs_wkt=srs_wkt, name=key
         )
-        for key, values in layers.items()
+        for key, (values, _) in layers.items()
     }
     ops = [
-        Operation(stat, f"{key}_{stat}", source)
-        for key, source in sources.items()
-        for stat in _STATS[key]
+        Operation(stat, f"{key}_{stat}", sources[key])
+        for key, (_, stats) in layers.items()
+        for stat in stats
     ]
     exact_extract(
         None,
@@ -392,15 +398,38 @@ def zonal_statistics(
     >>> stats[["mean", "share"]].describe()  # doctest: +SKIP
     """
     spec = raster if isinstance(raster, RasterSpec) else RasterSpec(path=Path(raster))
+    return _grid_statistics(geoms, crs, [(spec, slope, name)], max_window_cells)[0]
+
+
+def _grid_statistics(
+    geoms: np.ndarray | gpd.GeoSeries,
+    crs: object,
+    rasters: list[tuple[RasterSpec, bool, str]],
+    max_window_cells: int = MAX_WINDOW_CELLS,
+) -> list[pd.DataFrame]:
+    """:func:`zonal_statistics` of several rasters on one grid (the same CRS, cells and size:
+    :func:`raster_grid`), in one exactextract pass: the pieces are reprojected, tiled and
+    handed over once for all of them. One frame per raster, in order."""
     if isinstance(geoms, gpd.GeoSeries):
         geoms = geoms.to_numpy()
     geoms = np.asarray(geoms, dtype=object)
     n = len(geoms)
-    keys = ["value", "slope"] if slope else ["value"]
-    arrays = {f"{k}_{s}": np.full(n, np.nan) for k in keys for s in _STATS[k]}
-    arrays["value_count"][:] = 0.0
+    kinds = [(f"r{i}", slope) for i, (_, slope, _) in enumerate(rasters)]
+    arrays = {f"{k}_{s}": np.full(n, np.nan) for k, _ in kinds for s in _VALUE_STATS}
+    arrays.update(
+        {f"{k}s_{s}": np.full(n, np.nan) for k, slope in kinds if slope for s in _SLOPE_STATS}
+    )
+    for k, _ in kinds:
+        arrays[f"{k}_count"][:] = 0.0
     area = np.zeros(n)
-    with open_raster(spec.path, band=spec.band, nodata=spec.nodata, crs=spec.crs, what=name) as r:
+    with contextlib.ExitStack() as stack:
+        opened = [
+            stack.enter_context(
+                open_raster(spec.path, band=spec.band, nodata=spec.nodata, crs=spec.crs, what=what)
+            )
+            for spec, _, what in rasters
+        ]
+        r = opened[0]
         present = ~shapely.is_missing(geoms)
         present[present] = ~shapely.is_empty(geoms[present])
         idx = np.flatnonzero(present)
@@ -420,28 +449,41 @@ def zonal_statistics(
             if win is None:
                 continue  # the raster does not reach these pieces: no data
             top, left, rows, cols = win
-            values = read_window(r, top, left, rows, cols)
             transform = r.transform @ Affine.translation(left, top)
-            layers = {"value": values}
-            if slope:
-                layers["slope"] = slope_degrees(values, transform, r.crs)
+            layers = {}
+            for (key, slope), raster in zip(kinds, opened, strict=True):
+                values = read_window(raster, top, left, rows, cols)
+                layers[key] = (values, _VALUE_STATS)
+                if slope:
+                    layers[f"{key}s"] = (slope_degrees(values, transform, raster.crs), _SLOPE_STATS)
             _extract(layers, transform, wkbs[tile], idx[tile], arrays, srs_wkt)
         cell_area = r.cell_area
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.clip(arrays["value_count"] * cell_area / area, 0.0, 1.0)
-    share[area <= 0] = 0.0
-    out = pd.DataFrame(
-        {
-            "mean": arrays["value_mean"],
-            "min": arrays["value_min"],
-            "max": arrays["value_max"],
-            "share": share,
-        }
-    )
-    if slope:
-        out["slope_mean"] = arrays["slope_mean"]
-    # exactextract's mean of a piece without data is NaN already; min/max stay NaN too
+    out = []
+    for key, slope in kinds:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.clip(arrays[f"{key}_count"] * cell_area / area, 0.0, 1.0)
+        share[area <= 0] = 0.0
+        frame = pd.DataFrame(
+            {
+                "mean": arrays[f"{key}_mean"],
+                "min": arrays[f"{key}_min"],
+                "max": arrays[f"{key}_max"],
+                "share": share,
+            }
+        )
+        if slope:
+            frame["slope_mean"] = arrays[f"{key}s_mean"]
+        # exactextract's mean of a piece without data is NaN already; min/max stay NaN too
+        out.append(frame)
     return out
+
+
+def raster_grid(
+    spec: RasterSpec, what: str = "raster"
+) -> tuple[str, tuple[float, ...], tuple[int, int]]:
+    """What decides whether two rasters can be read together: CRS, geotransform and size."""
+    with open_raster(spec.path, band=spec.band, nodata=spec.nodata, crs=spec.crs, what=what) as r:
+        return r.crs.to_wkt(), tuple(r.transform)[:6], r.shape
 
 
 def _to_crs(geoms: np.ndarray, src: CRS, dst: CRS) -> np.ndarray:
@@ -656,14 +698,22 @@ def add_quality(
     out = pieces.copy()
     geoms = out.geometry.to_numpy()
     ids = piece_keys(out)
-    for name in ordered_rasters(rasters):
-        spec = rasters[name]
+    names = ordered_rasters(rasters)
+    # rasters on one grid (thickness and organic matter from one soil survey, as a rule) go
+    # through exactextract together: the pieces are prepared and handed over once for them
+    grids: dict[tuple, list[str]] = {}
+    for name in names:
+        grids.setdefault(raster_grid(rasters[name], f"inputs.rasters.{name}"), []).append(name)
+    all_stats: dict[str, pd.DataFrame] = {}
+    for members in grids.values():
         if progress is not None:
-            progress(f"quality: {name} ({spec.path.name}) under {len(out)} pieces")
+            listed = ", ".join(f"{n} ({rasters[n].path.name})" for n in members)
+            progress(f"quality: {listed} under {len(out)} pieces")
+        jobs = [(rasters[n], n == "dem", f"inputs.rasters.{n}") for n in members]
+        all_stats.update(zip(members, _grid_statistics(geoms, out.crs, jobs), strict=True))
+    for name in names:
         prefix = raster_prefix(name)
-        stats = zonal_statistics(
-            geoms, out.crs, spec, slope=name == "dem", name=f"inputs.rasters.{name}"
-        )
+        stats = all_stats[name]
         for suffix, col, digits in zip(
             STAT_SUFFIXES, ("mean", "min", "max", "share"), (2, 2, 2, 4), strict=True
         ):

@@ -64,6 +64,31 @@ def test_piece_covering_exactly_two_cells(raster_4x4):
     assert s["share"] == pytest.approx(1.0)
 
 
+def test_rasters_on_one_grid_in_one_pass_give_what_each_gives_alone(raster_4x4, tmp_path):
+    """Thickness and organic matter on one grid go through exactextract together (with the
+    DEM's slope too): each raster's statistics are those it gives on its own."""
+    from pipeline.quality import _grid_statistics, raster_grid
+
+    other = np.arange(16, dtype=float).reshape(4, 4) ** 1.5
+    other[0, 0] = np.nan
+    second = write_raster(tmp_path / "o.tif", other, grid())
+    pieces = np.array(
+        [box(0, 300, 200, 400), box(190, 240, 230, 260), box(-50, -50, 450, 450), None],
+        dtype=object,
+    )
+    specs = [RasterSpec(path=raster_4x4), RasterSpec(path=second)]
+    assert raster_grid(specs[0]) == raster_grid(specs[1])
+    together = _grid_statistics(pieces, CRS, [(specs[0], False, "a"), (specs[1], True, "b")])
+    alone = [
+        zonal_statistics(pieces, CRS, specs[0]),
+        zonal_statistics(pieces, CRS, specs[1], slope=True),
+    ]
+    for got, want in zip(together, alone, strict=True):
+        pd.testing.assert_frame_equal(got, want)
+    assert list(together[1].columns) == ["mean", "min", "max", "share", "slope_mean"]
+    assert together[0]["mean"].iloc[0] == pytest.approx(1.5)
+
+
 def test_piece_half_a_cell_in_size(raster_4x4):
     # the left half of cell 6 (second row, second column)
     s = stats([box(100, 200, 150, 300)], raster_4x4).iloc[0]
