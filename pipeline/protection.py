@@ -12,7 +12,9 @@ proportion to planar area, to the cent (largest remainder), so that inside plus 
 the piece exactly. Zone layers are cut with the survey's engine (subdivided, indexed, pieces
 wholly inside a zone polygon taken without an intersection); where two zone polygons overlap
 inside a piece, the shared area goes to the earlier polygon (as for the soil map), resolved on
-the small parts inside the pieces only.
+the small parts inside the pieces only. For the basic farmland only the part outside is kept,
+so it is computed by differences alone (:func:`outside_of_zones`); for the zoning conflicts only
+the parts inside (:func:`split_by_zones`).
 
 The stage knows nothing of configs or files: :func:`analyse_protection` takes the cleaned layers
 in the working CRS and returns fields for the pieces, layers for the archive and county tables.
@@ -118,7 +120,9 @@ class ZoneSplit:
 
     ``inside`` rows are (piece, zone) parts; ``outside`` rows are the remainder of each piece that
     is not wholly inside (one row per such piece). For every piece, the inside rows plus its
-    outside row add up to its TBMJ, KCMJ and TBDLMJ exactly.
+    outside row add up to its TBMJ, KCMJ and TBDLMJ exactly. From :func:`outside_of_zones` the
+    inside is one row per piece (``zone`` −1, ``geometry`` None); from :func:`split_by_zones`
+    with ``outside_geometry=False`` the outside geometries are None.
     """
 
     piece: np.ndarray
