@@ -175,6 +175,9 @@ class PartitionOptions:
     by: Literal["none", "county", "grid"] = "none"
     #: grid cell size in metres (``by: grid``, or ``county`` where no county is known)
     grid_size_m: float = 50_000.0
+    #: ``by: county``: a county with more parcels than this is split into this many or fewer
+    #: per sub-partition (0: never split)
+    max_parcels: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -518,6 +521,12 @@ def config_from_dict(
         raise ConfigError(
             "partition.grid_size_m: expected a cell size in metres > 0, "
             f"got {partition.grid_size_m}"
+        )
+
+    if isinstance(partition.max_parcels, bool) or partition.max_parcels < 0:
+        raise ConfigError(
+            "partition.max_parcels: expected a number of parcels >= 0 (0: never split a county), "
+            f"got {partition.max_parcels!r}"
         )
 
     crs = str(data.get("crs") or "auto")

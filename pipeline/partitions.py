@@ -9,7 +9,10 @@ one on its own, in-process or on a dask worker, writes its partial results, and 
   user's). Parcels whose county field is missing or malformed form one more partition
   (``_other``) and take their county from the counties layer as in a single run. Without a
   county field the counties layer gives the partitions (parcels read with the county's bbox,
-  owned by the county their inner point lies in); without either, a grid.
+  owned by the county their inner point lies in); without either, a grid. A county of more than
+  ``max_parcels`` parcels is split into parts by median cuts of its parcels' centres
+  (:func:`split_county`), so that no worker holds a whole large county and workers stay evenly
+  loaded.
 - ``by: grid``: square cells of ``grid_size_m`` over the parcels' extent (feature bounds read
   without attributes); a parcel belongs to the cell holding the centre of its bounding box.
 - many files (``inputs.parcels.path`` a glob or a folder): one partition per file.
@@ -72,6 +75,10 @@ class Partition:
     size : int
         Its number of parcels as planning saw them (0 where unknown): executors start the
         largest partitions first, so that a big county does not run alone at the end.
+    extent : tuple or None
+        For one part of a county split in several (``county`` with a ``cell``): the extent of
+        the whole county's parcels, from which ``crs: auto`` chooses the GK zone, as it would
+        for the whole county.
     """
 
     name: str
@@ -82,6 +89,7 @@ class Partition:
     cell: tuple[float, float, float, float] | None = None
     county: str | None = None
     size: int = 0
+    extent: tuple[float, float, float, float] | None = None
 
 
 def has_pattern(path: Path) -> bool:
@@ -172,7 +180,8 @@ def _short(err: BaseException) -> str:
 
 
 def _county_column(spec: InputSpec, field: str) -> pd.Series:
-    """The county field of every parcel, attribute-only (no geometry is read)."""
+    """The county field of every parcel, attribute-only (no geometry is read), indexed by FID
+    (by row for GeoParquet)."""
     try:
         if spec.path.suffix.lower() in (".parquet", ".geoparquet"):
             frame = pd.read_parquet(spec.path, columns=[field])
@@ -188,6 +197,7 @@ def _county_column(spec: InputSpec, field: str) -> pd.Series:
                 read_geometry=False,
                 where=spec.where,
                 use_arrow=True,
+                fid_as_index=True,
             )
     except InputError:
         raise
@@ -240,7 +250,7 @@ def plan_partitions(cfg: SurveyConfig) -> list[Partition]:
     if by == "county":
         field = _field_name(spec, "county")
         if field is not None:
-            return _by_county_field(spec, field)
+            return _by_county_field(spec, field, cfg.partition.max_parcels)
         if cfg.inputs.counties is not None:
             return _by_county_areas(cfg)
     return _by_grid(spec, cfg.partition.grid_size_m)
@@ -250,12 +260,24 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^0-9A-Za-z_\-.]+", "_", text).strip("._") or "part"
 
 
-def _by_county_field(spec: InputSpec, field: str) -> list[Partition]:
-    codes = county_codes(_county_column(spec, field))
+def _by_county_field(spec: InputSpec, field: str, max_parcels: int = 0) -> list[Partition]:
+    column = _county_column(spec, field)
+    codes = county_codes(column)
     sizes = codes.value_counts()
     found = sorted(sizes.index)
-    parts = [
-        Partition(
+    splittable = spec.path.suffix.lower() not in (".parquet", ".geoparquet")
+    big = {c for c in found if max_parcels and sizes[c] > max_parcels} if splittable else set()
+    if big:  # the bounding boxes of all parcels, read once, in the order of the county column
+        try:
+            fids, bounds = pyogrio.read_bounds(spec.path, layer=spec.layer, where=spec.where)
+        except Exception as err:
+            raise InputError(f"{spec.path}: cannot read ({_short(err)})") from err
+        order = np.argsort(fids, kind="stable")
+        at = order[np.searchsorted(fids[order], column.index.to_numpy())]
+        bounds = np.asarray(bounds, dtype=float).T[at]
+    parts = []
+    for code in found:
+        county = Partition(
             code,
             "county",
             where=county_where(field, [code]),
@@ -263,8 +285,10 @@ def _by_county_field(spec: InputSpec, field: str) -> list[Partition]:
             county=code,
             size=int(sizes[code]),
         )
-        for code in found
-    ]
+        if code in big:
+            parts.extend(split_county(county, bounds[(codes == code).to_numpy()], max_parcels))
+        else:
+            parts.append(county)
     if codes.isna().any():
         where = other_where(field, found)
         parts.append(
@@ -273,6 +297,83 @@ def _by_county_field(spec: InputSpec, field: str) -> list[Partition]:
     if not parts:
         raise InputError(f"{spec.path}: no parcels to partition")
     return parts
+
+
+def split_county(county: Partition, bounds: np.ndarray, max_parcels: int) -> list[Partition]:
+    """A large county's partition as several, each of at most about ``max_parcels`` parcels.
+
+    The centres of the county's parcels' bounding boxes (``bounds``, n × 4, NaN for a parcel
+    without geometry) are split at the median of the longer side, again and again, into
+    rectangular cells of nearly equal counts; the outer cells reach to infinity, so every parcel
+    lies in exactly one. Each part reads the county's parcels (its ``where``) through the box
+    around its own and keeps those whose centre lies in its cell (half-open, as a grid cell).
+    Parcels without a geometry, which no window finds, are read by the first part, which reads
+    the county whole.
+    """
+    ok = np.isfinite(bounds).all(axis=1)
+    has_empty = not ok.all()
+    bounds = bounds[ok]
+    if len(bounds) <= max_parcels:
+        return [county]
+    cx = (bounds[:, 0] + bounds[:, 2]) / 2
+    cy = (bounds[:, 1] + bounds[:, 3]) / 2
+    extent = (
+        float(bounds[:, 0].min()),
+        float(bounds[:, 1].min()),
+        float(bounds[:, 2].max()),
+        float(bounds[:, 3].max()),
+    )
+    inf = math.inf
+    cells = _median_cells(cx, cy, np.arange(len(cx)), (-inf, -inf, inf, inf), max_parcels)
+    parts = []
+    for i, (cell, members) in enumerate(cells):
+        b = bounds[members]
+        window = (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max())
+        parts.append(
+            dataclasses.replace(
+                county,
+                name=f"{county.name}_{i + 1}",
+                bbox=None if (i == 0 and has_empty) else tuple(float(v) for v in window),
+                cell=cell,
+                size=len(members),
+                extent=extent,
+            )
+        )
+    return parts
+
+
+def _median_cells(
+    cx: np.ndarray,
+    cy: np.ndarray,
+    members: np.ndarray,
+    cell: tuple[float, float, float, float],
+    most: int,
+) -> list[tuple[tuple[float, float, float, float], np.ndarray]]:
+    """Split ``cell`` at the median centre along its longer spread until each part holds at
+    most ``most`` of the ``members`` (in a fixed order: lower/left part first)."""
+    if len(members) <= most:
+        return [(cell, members)]
+    x, y = cx[members], cy[members]
+    wide = (x.max() - x.min()) >= (y.max() - y.min())
+    coord = x if wide else y
+    k = math.ceil(len(members) / most)
+    # split so that both sides hold whole multiples of about ``most``
+    at = np.sort(coord)[len(members) * (k // 2) // k]
+    low = coord < at
+    if not low.any() or low.all():  # all centres on one line: cannot be cut there
+        return [(cell, members)]
+    x0, y0, x1, y1 = cell
+    a, b = ((x0, y0, at, y1), (at, y0, x1, y1)) if wide else ((x0, y0, x1, at), (x0, at, x1, y1))
+    return [
+        *_median_cells(cx, cy, members[low], tuple(map(float, a)), most),
+        *_median_cells(cx, cy, members[~low], tuple(map(float, b)), most),
+    ]
+
+
+def in_cell(cx: np.ndarray, cy: np.ndarray, cell: tuple[float, float, float, float]) -> np.ndarray:
+    """Whether each centre lies in a half-open cell [x0, x1) × [y0, y1)."""
+    x0, y0, x1, y1 = cell
+    return (cx >= x0) & (cx < x1) & (cy >= y0) & (cy < y1)
 
 
 def _by_county_areas(cfg: SurveyConfig) -> list[Partition]:

@@ -37,6 +37,7 @@ from .partitions import (
     file_specs,
     fingerprint,
     grid_cells,
+    in_cell,
     input_files,
     is_many,
     layer_crs,
@@ -111,10 +112,17 @@ def gk_zone_crs(lon: float) -> CRS:
     return CRS.from_epsg(4513 + zone - 25)
 
 
-def _working_crs(cfg: SurveyConfig, parcels: gpd.GeoDataFrame, where: str) -> CRS:
+def _working_crs(
+    cfg: SurveyConfig,
+    parcels: gpd.GeoDataFrame,
+    where: str,
+    extent: tuple[float, float, float, float] | None = None,
+) -> CRS:
+    """The job's CRS, or with ``crs: auto`` the GK zone of the middle of the parcels (or of
+    ``extent``, in the parcels' CRS: a split county's whole extent)."""
     if cfg.crs != "auto":
         return CRS.from_user_input(cfg.crs)
-    xmin, ymin, xmax, ymax = parcels.total_bounds
+    xmin, ymin, xmax, ymax = extent if extent is not None else parcels.total_bounds
     if not np.all(np.isfinite([xmin, ymin, xmax, ymax])):
         raise InputError(f"{where}: no usable geometry to choose a working CRS from")
     to_geo = Transformer.from_crs(parcels.crs, CRS.from_epsg(4490), always_xy=True)
@@ -373,7 +381,7 @@ def load_inputs(
     else:
         parcels = _partition_parcels(cfg, scope, qa)
     counts["parcels_read"] = len(parcels)
-    crs = _working_crs(cfg, parcels, describe(spec))
+    crs = _working_crs(cfg, parcels, describe(spec), scope.part.extent if scope else None)
     if not parcels.crs.equals(crs):
         parcels = parcels.to_crs(crs)
 
@@ -1188,7 +1196,7 @@ def _partition_parcels(cfg: SurveyConfig, scope: Scope | None, qa: QALog) -> gpd
     if not frames:
         raise EmptyPartition({"parcels_read": 0}, qa, f"{describe(spec)}: no parcels")
     parcels = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    if part.kind in ("area", "grid"):
+    if part.kind in ("area", "grid") or part.cell is not None:
         parcels = parcels[_owned(cfg, parcels, part, scope.plan)].reset_index(drop=True)
         if len(parcels) == 0:
             raise EmptyPartition({"parcels_read": 0}, qa, f"{describe(spec)}: no parcels")
@@ -1207,6 +1215,11 @@ def _owned(
 ) -> np.ndarray:
     """Which features of a window read (in the parcels' CRS) the partition owns."""
     cx, cy = _centres(frame)
+    if part.kind == "county":  # one part of a split county: its cell (the first: no geometry)
+        geoms = frame.geometry.to_numpy()
+        missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+        owned = in_cell(cx, cy, part.cell) & ~missing
+        return owned | (missing & (part.bbox is None))
     if part.kind == "grid":
         x0, y0, x1, y1 = part.cell
         size = x1 - x0
@@ -1250,8 +1263,9 @@ def _partition_changes(
 ) -> gpd.GeoDataFrame:
     """The change parcels a partition owns (the layer is read whole: it is a year's increment).
 
-    A change parcel belongs to the partition of its county (XZQDM); with a grid, to the cell
-    of its centre; with many files, to the files whose parcels are in its county.
+    A change parcel belongs to the partition of its county (XZQDM), in a split county to the
+    part whose cell holds its centre; with a grid, to the cell of its centre; with many files,
+    to the files whose parcels are in its county.
     """
     spec = cfg.inputs.changes
     progress(f"reading changes: {describe(spec)}")
@@ -1268,6 +1282,10 @@ def _partition_changes(
     county_parts = {p.county for p in plan if p.kind in ("county", "area")}
     if part.kind == "county":
         own = code == part.county
+        if part.cell is not None:  # a split county: its cell's share
+            src_crs = layer_crs(file_specs(cfg.inputs.parcels)[0]) or crs
+            local = frame.to_crs(src_crs) if not src_crs.equals(crs) else frame
+            own &= _owned(cfg, local, part, plan)
     elif part.kind == "other":
         own = ~pd.Series(code).isin(county_parts).to_numpy()
     elif part.kind in ("area", "grid"):

@@ -63,7 +63,8 @@ def test_demo_data_gives_one_archive_for_any_partitioning_and_workers(tmp_path, 
     """Realistic data (digitised soil boundaries that partitions cut through, soil-map gaps,
     the region edge, zones, projects and change parcels across county and cell lines, cells
     holding change parcels but no cultivated parcel): in process unpartitioned, by county on
-    two dask workers, and by a 3 km grid give the same archive, row for row."""
+    two dask workers, by a 3 km grid and by counties split in parts give the same archive, row
+    for row."""
     import pipeline
     from pipeline.config import config_from_dict
     from pipeline.demo import demo_inputs
@@ -83,6 +84,8 @@ def test_demo_data_gives_one_archive_for_any_partitioning_and_workers(tmp_path, 
     for parted in (
         run("county", {"by": "county"}, scheduler=cluster.scheduler_address),
         run("grid", {"by": "grid", "grid_size_m": 3000.0}),
+        # every county split in parts of at most 300 parcels
+        run("split", {"by": "county", "max_parcels": 300}),
     ):
         assert_same_archive(*_without_read_counts(single, parted))
 

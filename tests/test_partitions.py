@@ -236,6 +236,35 @@ def test_counties_layer_partitions_when_parcels_have_no_county_field(job):
     assert [(p.kind, p.county) for p in plan] == [("area", c) for c in sorted(COUNTIES)]
 
 
+def test_a_large_county_is_split_into_parts_that_own_every_parcel_once(job):
+    parcels = three_county_parcels()
+    parcels.loc[1, "geometry"] = None  # no window finds it: the first part reads the county
+    job.layer("parcels", parcels, "DLTB")
+    job.layer("soil", soil_frame([("黑土", box(0, 0, 900, 300))]), "TRTB")
+    cfg = pipeline.load_config(job.write(partition={"by": "county", "max_parcels": 2}))
+    plan = plan_partitions(cfg)
+    code = str(parcels.loc[1, "ZLDWDM"])[:6]
+    mine = [p for p in plan if p.county == code]
+    n = int((parcels["ZLDWDM"].str[:6] == code).sum())
+    assert len(mine) > 1 and [p.name for p in mine] == [f"{code}_{i + 1}" for i in range(len(mine))]
+    assert mine[0].bbox is None and all(p.bbox is not None for p in mine[1:])
+    assert all(0 < p.size <= 2 for p in mine) and sum(p.size for p in mine) == n - 1
+    assert len({p.extent for p in mine}) == 1
+    # every centre in exactly one cell, the cells reaching to infinity
+    from pipeline.partitions import in_cell
+
+    b = shapely.bounds(parcels.geometry.to_numpy())
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    mine_rows = (parcels["ZLDWDM"].str[:6] == code).to_numpy() & np.isfinite(cx)
+    hits = sum(in_cell(cx, cy, p.cell).astype(int) for p in mine)
+    assert (hits[mine_rows] == 1).all()
+    # a config that never splits
+    cfg = pipeline.load_config(job.write(partition={"by": "county", "max_parcels": 0}))
+    assert [p.name for p in plan_partitions(cfg)] == sorted(COUNTIES)
+    with pytest.raises(pipeline.ConfigError, match="max_parcels"):
+        pipeline.load_config(job.write(partition={"by": "county", "max_parcels": -1}))
+
+
 def test_partition_names_are_unique_for_files(tmp_path):
     (tmp_path / "a").mkdir()
     with pytest.raises(InputError, match="no file matches"):
@@ -247,8 +276,8 @@ def test_partition_names_are_unique_for_files(tmp_path):
 
 @pytest.mark.parametrize(
     "partition",
-    [{"by": "county"}, {"by": "grid", "grid_size_m": 250}],
-    ids=["county", "grid"],
+    [{"by": "county"}, {"by": "grid", "grid_size_m": 250}, {"by": "county", "max_parcels": 1}],
+    ids=["county", "grid", "county-split"],
 )
 def test_partitioned_archive_is_identical_to_one_partition(job, single, partition):
     parted = survey(job, "parted", config={"partition": partition})
