@@ -23,6 +23,7 @@ It hands on :class:`Partition` records (small, picklable) and the read specs der
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import hashlib
@@ -268,13 +269,12 @@ def _by_county_field(spec: InputSpec, field: str, max_parcels: int = 0) -> list[
     splittable = spec.path.suffix.lower() not in (".parquet", ".geoparquet")
     big = {c for c in found if max_parcels and sizes[c] > max_parcels} if splittable else set()
     if big:  # the bounding boxes of all parcels, read once, in the order of the county column
-        try:
-            fids, bounds = pyogrio.read_bounds(spec.path, layer=spec.layer, where=spec.where)
-        except Exception as err:
-            raise InputError(f"{spec.path}: cannot read ({_short(err)})") from err
+        fids, bounds = _parcel_boxes(spec)
         order = np.argsort(fids, kind="stable")
-        at = order[np.searchsorted(fids[order], column.index.to_numpy())]
-        bounds = np.asarray(bounds, dtype=float).T[at]
+        want = column.index.to_numpy()
+        at = np.minimum(np.searchsorted(fids[order], want), len(fids) - 1)
+        known = fids[order][at] == want
+        bounds = np.where(known[:, None], bounds[order][at], np.nan)
     parts = []
     for code in found:
         county = Partition(
@@ -299,6 +299,30 @@ def _by_county_field(spec: InputSpec, field: str, max_parcels: int = 0) -> list[
     return parts
 
 
+def _parcel_boxes(spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(FIDs, n × 4 bounding boxes) of the parcels: from a GeoPackage's spatial index where it
+    has one (no geometry is read; the boxes are rounded outward to 32-bit floats), else from
+    the geometries. A parcel without geometry is missing or NaN."""
+    try:
+        info = pyogrio.read_info(spec.path, layer=spec.layer)
+        if info["driver"] == "GPKG" and info["geometry_name"]:
+            table = f"rtree_{info['layer_name']}_{info['geometry_name']}"
+            with contextlib.suppress(Exception):  # no spatial index: read the geometries
+                frame = pyogrio.read_dataframe(
+                    spec.path,
+                    sql=f'SELECT id, minx, miny, maxx, maxy FROM "{table}"',
+                    sql_dialect="SQLITE",
+                    read_geometry=False,
+                    use_arrow=True,
+                )
+                boxes = frame[["minx", "miny", "maxx", "maxy"]].to_numpy(dtype=float)
+                return frame["id"].to_numpy(dtype=np.int64), boxes
+        fids, bounds = pyogrio.read_bounds(spec.path, layer=spec.layer, where=spec.where)
+    except Exception as err:
+        raise InputError(f"{spec.path}: cannot read ({_short(err)})") from err
+    return np.asarray(fids, dtype=np.int64), np.asarray(bounds, dtype=float).T
+
+
 def split_county(county: Partition, bounds: np.ndarray, max_parcels: int) -> list[Partition]:
     """A large county's partition as several, each of at most about ``max_parcels`` parcels.
 
@@ -308,7 +332,9 @@ def split_county(county: Partition, bounds: np.ndarray, max_parcels: int) -> lis
     lies in exactly one. Each part reads the county's parcels (its ``where``) through the box
     around its own and keeps those whose centre lies in its cell (half-open, as a grid cell).
     Parcels without a geometry, which no window finds, are read by the first part, which reads
-    the county whole.
+    the county whole. The boxes may be rounded outward (a spatial index's): a part's window is
+    its cell widened by the largest half-size of a parcel, so it holds every parcel whose exact
+    centre lies in the cell, and the sizes are about right.
     """
     ok = np.isfinite(bounds).all(axis=1)
     has_empty = not ok.all()
@@ -326,9 +352,16 @@ def split_county(county: Partition, bounds: np.ndarray, max_parcels: int) -> lis
     inf = math.inf
     cells = _median_cells(cx, cy, np.arange(len(cx)), (-inf, -inf, inf, inf), max_parcels)
     parts = []
+    half_w = float(((bounds[:, 2] - bounds[:, 0]) / 2).max())
+    half_h = float(((bounds[:, 3] - bounds[:, 1]) / 2).max())
     for i, (cell, members) in enumerate(cells):
-        b = bounds[members]
-        window = (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max())
+        x0, y0, x1, y1 = cell
+        window = (
+            max(x0 - half_w, extent[0]),
+            max(y0 - half_h, extent[1]),
+            min(x1 + half_w, extent[2]),
+            min(y1 + half_h, extent[3]),
+        )
         parts.append(
             dataclasses.replace(
                 county,

@@ -265,6 +265,33 @@ def test_a_large_county_is_split_into_parts_that_own_every_parcel_once(job):
         pipeline.load_config(job.write(partition={"by": "county", "max_parcels": -1}))
 
 
+@pytest.mark.parametrize("kind", ["gpkg", "gpkg-no-index", "shp"])
+def test_parcel_boxes_hold_the_parcels(tmp_path, kind):
+    """From a GeoPackage's spatial index (rounded outward to 32-bit floats) or from the
+    geometries: every box holds its parcel; a parcel without geometry has none."""
+    import pyogrio
+
+    from pipeline.config import InputSpec
+    from pipeline.partitions import _parcel_boxes
+
+    parcels = three_county_parcels()
+    parcels.loc[2, "geometry"] = None
+    path = tmp_path / ("p.shp" if kind == "shp" else "p.gpkg")
+    options = {"SPATIAL_INDEX": "NO"} if kind == "gpkg-no-index" else {}
+    pyogrio.write_dataframe(parcels, path, layer=None if kind == "shp" else "DLTB", **options)
+    fids, boxes = _parcel_boxes(InputSpec(path=path, layer=None if kind == "shp" else "DLTB"))
+    exact = shapely.bounds(parcels.geometry.to_numpy())
+    first = 0 if kind == "shp" else 1  # OGR numbers Shapefile features from 0, GPKG rows from 1
+    lookup = dict(zip(fids.tolist(), boxes, strict=True))
+    for i, want in enumerate(exact):
+        got = lookup.get(i + first, np.full(4, np.nan))
+        if i == 2:
+            assert np.isnan(got).all()
+            continue
+        assert got[0] <= want[0] and got[1] <= want[1] and got[2] >= want[2] and got[3] >= want[3]
+        assert np.allclose(got, want, atol=8.0)
+
+
 def test_partition_names_are_unique_for_files(tmp_path):
     (tmp_path / "a").mkdir()
     with pytest.raises(InputError, match="no file matches"):
