@@ -317,6 +317,14 @@ def _parcel_boxes(spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
                 )
                 boxes = frame[["minx", "miny", "maxx", "maxy"]].to_numpy(dtype=float)
                 return frame["id"].to_numpy(dtype=np.int64), boxes
+    except Exception as err:
+        raise InputError(f"{spec.path}: cannot read ({_short(err)})") from err
+    return _read_bounds(spec)
+
+
+def _read_bounds(spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(FIDs, n × 4 bounding boxes) of the parcels, from their geometries (GDAL formats)."""
+    try:
         fids, bounds = pyogrio.read_bounds(spec.path, layer=spec.layer, where=spec.where)
     except Exception as err:
         raise InputError(f"{spec.path}: cannot read ({_short(err)})") from err
@@ -460,18 +468,17 @@ def _layer_crs(spec: InputSpec) -> CRS | None:
 
 def parcel_bounds(spec: InputSpec) -> np.ndarray:
     """Bounding boxes (n × 4) of the parcels, read without attributes."""
+    if spec.path.suffix.lower() not in (".parquet", ".geoparquet"):
+        return _read_bounds(spec)[1]
     try:
-        if spec.path.suffix.lower() in (".parquet", ".geoparquet"):
-            import geopandas as gpd
+        import geopandas as gpd
 
-            geoms = gpd.read_parquet(spec.path).geometry.to_numpy()
-            import shapely
+        geoms = gpd.read_parquet(spec.path).geometry.to_numpy()
+        import shapely
 
-            return shapely.bounds(geoms)
-        _, bounds = pyogrio.read_bounds(spec.path, layer=spec.layer, where=spec.where)
+        return shapely.bounds(geoms)
     except Exception as err:
         raise InputError(f"{spec.path}: cannot read ({_short(err)})") from err
-    return np.asarray(bounds, dtype=float).T
 
 
 def _grid_size(spec: InputSpec, size_m: float) -> float:

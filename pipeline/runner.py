@@ -1280,23 +1280,23 @@ def _partition_changes(
     part, plan = scope.part, scope.plan
     code = frame["XZQDM"].to_numpy(dtype=object)
     county_parts = {p.county for p in plan if p.kind in ("county", "area")}
+
+    def by_window() -> np.ndarray:  # the partition's window rule, in the parcels' CRS
+        src_crs = layer_crs(file_specs(cfg.inputs.parcels)[0]) or crs
+        local = frame.to_crs(src_crs) if not src_crs.equals(crs) else frame
+        return _owned(cfg, local, part, plan)
+
     if part.kind == "county":
         own = code == part.county
         if part.cell is not None:  # a split county: its cell's share
-            src_crs = layer_crs(file_specs(cfg.inputs.parcels)[0]) or crs
-            local = frame.to_crs(src_crs) if not src_crs.equals(crs) else frame
-            own &= _owned(cfg, local, part, plan)
+            own &= by_window()
     elif part.kind == "other":
         own = ~pd.Series(code).isin(county_parts).to_numpy()
-    elif part.kind in ("area", "grid"):
-        src_crs = layer_crs(file_specs(cfg.inputs.parcels)[0]) or crs
-        local = frame.to_crs(src_crs) if not src_crs.equals(crs) else frame
-        if part.kind == "area":
-            own = code == part.county
-            loose = ~pd.Series(code).isin(county_parts).to_numpy()
-            own |= loose & _owned(cfg, local, part, plan)
-        else:
-            own = _owned(cfg, local, part, plan)
+    elif part.kind == "area":
+        loose = ~pd.Series(code).isin(county_parts).to_numpy()
+        own = (code == part.county) | (loose & by_window())
+    elif part.kind == "grid":
+        own = by_window()
     elif part.kind == "file":
         own = pd.Series(code).isin(set(parcels["XZQDM"])).to_numpy()
     else:
