@@ -5,6 +5,9 @@ kept in the temp folder for reruns), then times
 
 * ``read+write``: reading the parcels and the soil map (pyogrio, Arrow) and writing the parcels
   to a GeoPackage, the floor any survey tool pays;
+* ``job I/O``: reading every input the job reads (every vector layer, and with
+  ``--all-stages`` every raster whole) and writing every layer of the archive the survey wrote
+  (read back beforehand, outside the timing), the floor for this job's own data;
 * ``in-process``: ``run_survey`` partitioned by county (parcels, soil map, counties, region;
   with ``--all-stages`` also every stage the demo job enables: basic farmland, zoning,
   construction projects and change parcels, and the quality rasters), in this process (the
@@ -12,6 +15,11 @@ kept in the temp folder for reruns), then times
   as threads);
 * ``1 worker``, ``2 workers``: the same on a local dask cluster of one or two single-threaded
   worker processes (``--workers N``; cluster start included);
+
+For each size it also measures the machine's own ceiling for the 2-worker ratio: the largest
+partition surveyed twice in one process, and once in each of two processes at the same time
+(``concurrent.futures``, no dask, no merge): two busy cores share caches and memory bandwidth,
+and on a virtual machine they rarely give 2x.
 
 Each measurement runs in a fresh Python process (none inherits another's memory). It prints
 wall time, peak memory (the largest resident set of any one process, and the largest sum over
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -34,17 +43,20 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import geopandas as gpd
 import psutil
 import pyogrio
+import rasterio
 
 from pipeline import make_demo_data
-from pipeline.config import config_from_dict
+from pipeline.config import InputSpec, config_from_dict
 from pipeline.demo import PROTECTION_INPUTS, demo_inputs
 from pipeline.demo_rasters import make_demo_rasters
-from pipeline.runner import run_survey
+from pipeline.partitions import plan_partitions
+from pipeline.runner import run_partition, run_survey
 
 COUNTIES = ["220122", "220183", "220113", "220112", "220106", "220104", "220103", "220102"]
 
@@ -122,9 +134,61 @@ def read_write(paths: dict[str, Path], out: Path) -> None:
     pyogrio.write_dataframe(parcels, out, layer="DLTB", use_arrow=True)
 
 
+def job_io(paths: dict[str, Path], archive: Path, out: Path, all_stages: bool) -> float:
+    """Seconds to read every input of the job and write every layer of ``archive`` to ``out``
+    (the archive is read first, untimed)."""
+    layers = [
+        (name, pyogrio.read_dataframe(archive, layer=name, use_arrow=True))
+        for name in pyogrio.list_layers(archive)[:, 0]
+    ]
+    inputs = job(paths, out, all_stages).inputs
+    vectors = [
+        s for f in dataclasses.fields(inputs) if isinstance(s := getattr(inputs, f.name), InputSpec)
+    ]
+    with contextlib.suppress(FileNotFoundError):
+        out.unlink()
+    t0 = time.perf_counter()
+    for spec in vectors:
+        pyogrio.read_dataframe(spec.path, layer=spec.layer, use_arrow=True)
+    for spec in inputs.rasters.values():
+        with rasterio.open(spec.path) as src:
+            src.read()
+    for i, (name, frame) in enumerate(layers):
+        pyogrio.write_dataframe(frame, out, layer=name, append=bool(i), use_arrow=True)
+    return time.perf_counter() - t0
+
+
+def _partition_task(args: tuple) -> None:
+    cfg, part, plan, folder = args
+    run_partition(cfg, part, plan, folder, "ceiling", threads=1)
+
+
+def machine_scaling(size: int, root: Path, all_stages: bool) -> tuple[float, float]:
+    """Seconds for the largest partition of the data run twice in one process, and once in
+    each of two processes at the same time (no dask): what two busy cores give this work."""
+    cfg = job(data(size, root), root / f"ceiling_{size}.gpkg", all_stages)
+    plan = tuple(plan_partitions(cfg))
+    part = max(plan, key=lambda p: p.size)
+    walls = []
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        for n in (1, 2):
+            tasks = [(cfg, part, plan, Path(tmp) / f"{n}_{i}") for i in range(2)]
+            with ProcessPoolExecutor(n) as pool:
+                list(pool.map(abs, range(n)))  # start the processes first
+                t0 = time.perf_counter()
+                list(pool.map(_partition_task, tasks))
+                walls.append(time.perf_counter() - t0)
+    return walls[0], walls[1]
+
+
 def child(size: int, workers: int, root: Path, all_stages: bool) -> None:
     """One measurement in this (fresh) process; prints its result as one JSON line."""
     paths = data(size, root)
+    if workers == -2:  # after a survey run: any of its archives (they are the same)
+        written = sorted(root.glob(f"archive_{size}_[0-9].gpkg"), key=os.path.getmtime)
+        wall = job_io(paths, written[-1], root / f"archive_{size}_io.gpkg", all_stages)
+        print(json.dumps({"wall": wall}))
+        return
     if workers < 0:
         t0 = time.perf_counter()
         read_write(paths, root / f"rw_{size}.gpkg")
@@ -180,7 +244,7 @@ def main() -> None:
         return
     print(
         f"{'parcels':>9} {'run':>10} {'wall s':>7} {'GiB max':>8} {'GiB sum':>8} "
-        f"{'parcels/s':>10} {'ratio':>15}  serial steps s ({', '.join(STEPS)})"
+        f"{'parcels/s':>10} {'ratio':>20}  serial steps s ({', '.join(STEPS)})"
     )
     per_parcel = []
     for size in args.sizes:
@@ -192,22 +256,30 @@ def main() -> None:
             f"{size:>9,} {'read+write':>10} {base['wall']:>7.1f} "
             f"{base['largest'] / 2**30:>8.2f} {base['total'] / 2**30:>8.2f}"
         )
-        one = None
+        one_proc, two_procs = machine_scaling(size, root, args.all_stages)
+        print(
+            f"{size:>9,} {'ceiling':>10}  largest partition twice: in 1 process {one_proc:.1f} s, "
+            f"in 2 at once {two_procs:.1f} s: {one_proc / two_procs:.2f}x"
+        )
+        one = io = None
         for n in args.workers:
             r = measure(size, n, root, args.all_stages)
+            if io is None:  # the job's own I/O, writing the archive this run wrote
+                io = measure(size, -2, root, args.all_stages)
+                print(f"{size:>9,} {'job I/O':>10} {io['wall']:>7.1f}")
             wall, surveyed = r["wall"], r["surveyed"]
             if n == 0:
                 per_parcel.append(wall / surveyed)
             if n <= 1:
                 one = wall if n == 1 else one
-                ratio = f"{wall / base['wall']:.1f}x rw"
+                ratio = f"{wall / base['wall']:.1f}x rw {wall / io['wall']:.1f}x io"
             else:
                 ratio = f"{one / wall:.2f}x 1 worker" if one else ""
             label = "in-process" if n == 0 else f"{n} worker" + ("s" if n > 1 else "")
             steps = " ".join(f"{r['timings'].get(s, 0.0):.1f}" for s in STEPS)
             print(
                 f"{size:>9,} {label:>10} {wall:>7.1f} {r['largest'] / 2**30:>8.2f} "
-                f"{r['total'] / 2**30:>8.2f} {surveyed / wall:>10,.0f} {ratio:>15}  {steps}"
+                f"{r['total'] / 2**30:>8.2f} {surveyed / wall:>10,.0f} {ratio:>20}  {steps}"
             )
     if len(per_parcel) > 1:
         growth = per_parcel[-1] / per_parcel[0]
