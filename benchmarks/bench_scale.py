@@ -18,13 +18,14 @@ kept in the temp folder for reruns), then times
 
 For each size it also measures the machine's own ceiling for the 2-worker ratio: the largest
 partition surveyed twice in one process, and once in each of two processes at the same time
-(``concurrent.futures``, no dask, no merge): two busy cores share caches and memory bandwidth,
-and on a virtual machine they rarely give 2x.
+(``concurrent.futures``, no dask, no merge): two busy cores share caches, memory bandwidth
+and, on a virtual machine, the host, so they may give less than 2x.
 
 Each measurement runs in a fresh Python process (none inherits another's memory). It prints
 wall time, peak memory (the largest resident set of any one process, and the largest sum over
 the run's process and its dask worker and nanny processes), cultivated parcels per second, the
-ratios the issue asks for (2 workers vs 1, survey vs read+write, time per parcel across sizes),
+ratios the issue asks for (2 workers vs 1, survey vs read+write and vs the job's I/O, time per
+parcel across sizes),
 and the serial steps of the run (planning, reading the partitions' results back, merging,
 writing the GeoPackage). Results go in benchmarks/README.md.
 
