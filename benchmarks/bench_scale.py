@@ -25,9 +25,8 @@ Each measurement runs in a fresh Python process (none inherits another's memory)
 wall time, peak memory (the largest resident set of any one process, and the largest sum over
 the run's process and its dask worker and nanny processes), cultivated parcels per second, the
 ratios the issue asks for (2 workers vs 1, survey vs read+write and vs the job's I/O, time per
-parcel across sizes),
-and the serial steps of the run (planning, reading the partitions' results back, merging,
-writing the GeoPackage). Results go in benchmarks/README.md.
+parcel across sizes), and the serial steps of the run (planning, reading the partitions'
+results back, merging, writing the GeoPackage). Results go in benchmarks/README.md.
 
 Run:  python benchmarks/bench_scale.py --sizes 50000 200000 1000000
 """
