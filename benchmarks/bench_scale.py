@@ -28,7 +28,12 @@ ratios the issue asks for (2 workers vs 1, survey vs read+write and vs the job's
 parcel across sizes), and the serial steps of the run (planning, reading the partitions'
 results back, merging, writing the GeoPackage). Results go in benchmarks/README.md.
 
+With ``--repeat R`` the 1- and 2-worker runs are made R times each, side by side in
+alternating order, and the median of the pairs' ratios is printed: on a shared virtual machine
+the speed drifts more over an hour than the effect measured.
+
 Run:  python benchmarks/bench_scale.py --sizes 50000 200000 1000000
+      python benchmarks/bench_scale.py --sizes 1000000 --all-stages --repeat 3
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -218,6 +224,28 @@ def measure(size: int, workers: int, root: Path, all_stages: bool) -> dict:
     return {**result, "largest": mem.largest, "total": mem.total}
 
 
+def schedule(workers: list[int], repeat: int) -> list[int]:
+    """The runs in order: ``workers`` once, then with ``repeat`` > 1 the 1- and 2-worker runs
+    again, in alternating order (2, 1, 1, 2, ...), so that each 2-worker run has a 1-worker run
+    right beside it. On a shared virtual machine the speed drifts by 10-30% over the day, more
+    than the effect measured; only runs made side by side are compared."""
+    runs = list(workers)
+    both = 1 in workers and 2 in workers
+    for k in range(1, repeat if both else 1):
+        runs += [2, 1] if k % 2 else [1, 2]
+    return runs
+
+
+def _pair(pairs: list[tuple[float, float]], n: int, wall: float) -> list[tuple[float, float]]:
+    """Add a 1- or 2-worker wall time to the (1 worker, 2 workers) pairs: into the last pair
+    while it lacks that side, else as a new pair."""
+    if pairs and pairs[-1][n - 1] == 0.0:
+        last = list(pairs[-1])
+        last[n - 1] = wall
+        return [*pairs[:-1], (last[0], last[1])]
+    return [*pairs, (wall, 0.0) if n == 1 else (0.0, wall)]
+
+
 #: the serial steps of a partitioned run, besides the partitions themselves
 STEPS = ("plan", "collect", "merge", "write")
 
@@ -233,6 +261,13 @@ def main() -> None:
         action="store_true",
         help="every stage of the demo job: also protection (basic farmland, zoning, projects, "
         "change parcels) and quality (rasters)",
+    )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run 1 and 2 workers this many times each, side by side in alternating order, "
+        "and print the median of the pairs' ratios",
     )
     ap.add_argument("--tmp", default=os.path.join(tempfile.gettempdir(), "blacksoil_bench"))
     ap.add_argument("--child", type=int, nargs=2, help=argparse.SUPPRESS)
@@ -262,7 +297,8 @@ def main() -> None:
             f"in 2 at once {two_procs:.1f} s: {one_proc / two_procs:.2f}x"
         )
         one = io = None
-        for n in args.workers:
+        pairs: list[tuple[float, float]] = []
+        for n in schedule(args.workers, args.repeat):
             r = measure(size, n, root, args.all_stages)
             if io is None:  # the job's own I/O, writing the archive this run wrote
                 io = measure(size, -2, root, args.all_stages)
@@ -275,11 +311,20 @@ def main() -> None:
                 ratio = f"{wall / base['wall']:.1f}x rw {wall / io['wall']:.1f}x io"
             else:
                 ratio = f"{one / wall:.2f}x 1 worker" if one else ""
+            if n in (1, 2):
+                pairs = _pair(pairs, n, wall)
             label = "in-process" if n == 0 else f"{n} worker" + ("s" if n > 1 else "")
             steps = " ".join(f"{r['timings'].get(s, 0.0):.1f}" for s in STEPS)
             print(
                 f"{size:>9,} {label:>10} {wall:>7.1f} {r['largest'] / 2**30:>8.2f} "
                 f"{r['total'] / 2**30:>8.2f} {surveyed / wall:>10,.0f} {ratio:>20}  {steps}"
+            )
+        done = [one / two for one, two in pairs if one and two]
+        if len(done) > 1:
+            listed = ", ".join(f"{r:.2f}" for r in done)
+            print(
+                f"{size:>9,} 2 workers vs 1, run next to each other: median "
+                f"{statistics.median(done):.2f}x of {len(done)} pairs ({listed})"
             )
     if len(per_parcel) > 1:
         growth = per_parcel[-1] / per_parcel[0]
