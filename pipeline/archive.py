@@ -15,10 +15,9 @@ import logging
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 import geopandas as gpd
 import numpy as np
@@ -431,31 +430,12 @@ def check_output(path: Path, overwrite: bool) -> None:
         raise OutputError(f"{path.parent}: the output folder is not writable")
 
 
-class TaskMap(Protocol):
-    """Runs tasks side by side on this machine (:class:`pipeline.executors.Executor`)."""
-
-    @property
-    def local_workers(self) -> int: ...
-
-    def map(
-        self,
-        func: Callable[..., Any],
-        items: Sequence[tuple[Any, ...]],
-        meanwhile: Callable[[], Any] | None = None,
-    ) -> list[Any]: ...
-
-
-#: at most this many GeoPackages written side by side and combined (the heavy layers are few)
-MAX_WRITERS = 4
-
-
 def write_archive(
     path: str | Path,
     layers: dict[str, pd.DataFrame],
     *,
     overwrite: bool = False,
     fields: dict[str, list[tuple[str, str, str, str]]] = FIELDS,
-    executor: TaskMap | None = None,
 ) -> Path:
     """Write the archive layers into one GeoPackage, atomically.
 
@@ -469,12 +449,6 @@ def write_archive(
         Replace an existing archive.
     fields : dict
         Field titles for ``gpkg_data_columns``.
-    executor : TaskMap, optional
-        With more than one worker on this machine, the layers are shared out in groups of
-        about equal work, each group written into a GeoPackage of its own (GDAL, spatial index
-        included), the largest by this process, the others by workers at the same time, and
-        the groups are then combined into one in a single SQLite
-        transaction (:func:`combine_geopackages`): the same archive, layer order included.
 
     Returns
     -------
@@ -492,192 +466,30 @@ def write_archive(
     check_output(path, overwrite)
     _remove_stale_temp_files(path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.gpkg")
-    groups = layer_groups(layers, min(executor.local_workers, MAX_WRITERS) if executor else 1)
-    # the largest group is written into the temp archive itself, the others beside it
-    files = [
-        tmp.with_name(f".{path.stem}.{os.getpid()}.tmp{i or ''}.gpkg") for i in range(len(groups))
-    ]
     try:
-        for f in files:
-            _remove_file(f)
-        items = [(f, {n: layers[n] for n in g}) for f, g in zip(files, groups, strict=True)]
-        if len(items) == 1:
-            write_layers(*items[0])
-        else:
-            assert executor is not None
-            # the largest group here (its layers stay where they are), the others on workers
-            executor.map(write_layers, items[1:], meanwhile=lambda: write_layers(*items[0]))
-            for f in files:
-                _check_still_there(f, "the layers of the other groups")
-            combine_geopackages(tmp, files[1:], list(layers))
-            logger.info("archive layers written side by side in %d GeoPackages", len(files))
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        with _no_sync():
+            for i, (name, frame) in enumerate(layers.items()):
+                if i:
+                    _check_still_there(tmp, name)
+                _write_layer(tmp, name, frame, append=bool(i))
         _check_still_there(tmp, "the field titles")
         _add_titles(tmp, layers, fields)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as err:
-        for f in files:
-            _remove_file(f)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        for extra in ("-journal", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                Path(f"{tmp}{extra}").unlink()
         if isinstance(err, OSError | pyogrio.errors.DataSourceError | sqlite3.Error):
             raise OutputError(f"{path}: cannot write the archive ({err})") from err
         raise
-    finally:
-        for f in files[1:]:
-            _remove_file(f)
     logger.info("archive written: %s", path)
     return path
-
-
-def _remove_file(path: Path) -> None:
-    """Remove a GeoPackage and SQLite's side files, where they exist."""
-    for extra in ("", "-journal", "-wal", "-shm"):
-        with contextlib.suppress(OSError):
-            Path(f"{path}{extra}").unlink()
-
-
-def write_layers(path: Path, layers: dict[str, pd.DataFrame | GeoStream]) -> None:
-    """Write layers into a new GeoPackage, one after another (one call, one transaction each;
-    GDAL builds each spatial index at the end of its layer)."""
-    with _no_sync():
-        for i, (name, frame) in enumerate(layers.items()):
-            if i:
-                _check_still_there(path, name)
-            _write_layer(path, name, frame, append=bool(i))
-
-
-def layer_groups(layers: dict[str, pd.DataFrame | GeoStream], n: int) -> list[list[str]]:
-    """The layer names in at most ``n`` groups of about equal writing work, the largest group
-    first, each in the layers' order.
-
-    The work of a layer is its row count, a spatial row counting four (GDAL writes a table row
-    in about a quarter of the time of a row with a geometry and its index entry); the layers go
-    largest first onto the least loaded group. Groups left empty are dropped.
-
-    Examples
-    --------
-    >>> frames = {"a": pd.DataFrame({"x": range(10)}), "b": pd.DataFrame({"x": range(6)}),
-    ...           "c": pd.DataFrame({"x": range(5)})}
-    >>> layer_groups(frames, 2)
-    [['b', 'c'], ['a']]
-    """
-    names = list(layers)
-    if n <= 1 or len(names) <= 1:
-        return [names]
-
-    def work(name: str) -> int:
-        frame = layers[name]
-        spatial = isinstance(frame, GeoStream) or (
-            isinstance(frame, gpd.GeoDataFrame) and frame.geometry.name in frame
-        )
-        return len(frame) * (4 if spatial else 1)
-
-    load = [0] * n
-    member: dict[str, int] = {}
-    for name in sorted(names, key=lambda x: (-work(x), names.index(x))):
-        g = load.index(min(load))
-        member[name] = g
-        load[g] += work(name)
-    order = sorted(range(n), key=lambda g: -load[g])
-    groups = [[x for x in names if member[x] == g] for g in order]
-    return [g for g in groups if g]
-
-
-#: GeoPackage system tables whose rows a combined GeoPackage takes from each part
-_GPKG_TABLES = (
-    "gpkg_spatial_ref_sys",
-    "gpkg_contents",
-    "gpkg_geometry_columns",
-    "gpkg_extensions",
-    "gpkg_ogr_contents",
-)
-
-
-def combine_geopackages(base: Path, others: list[Path], order: list[str]) -> None:
-    """Move the layers of other GeoPackages (written by GDAL) into ``base``, in one SQLite
-    transaction: each layer's table and rows, its R-tree spatial index as GDAL built it (the
-    index's node tables copied as they are, as GDAL itself fills them), its triggers, and its
-    rows in the GeoPackage system tables; then list the layers in ``order``.
-
-    The parts must not give one ``srs_id`` to two different CRSs (GDAL numbers EPSG CRSs by
-    their code, and an archive's spatial layers share one CRS).
-
-    Raises
-    ------
-    sqlite3.Error, OSError
-        A part cannot be read or combined; ``base`` is left as it was.
-    """
-    con = sqlite3.connect(base, isolation_level=None)
-    try:
-        con.execute("PRAGMA synchronous=OFF")
-        for i, other in enumerate(others):
-            con.execute(f"ATTACH DATABASE ? AS part{i}", (str(other),))
-        con.execute("BEGIN")
-        for i, other in enumerate(others):
-            _copy_layers(con, f"part{i}", other)
-        _list_in_order(con, order)
-        con.execute("COMMIT")
-    except BaseException:
-        if con.in_transaction:
-            con.execute("ROLLBACK")
-        raise
-    finally:
-        con.close()
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _copy_layers(con: sqlite3.Connection, alias: str, source: Path) -> None:
-    clash = con.execute(
-        f"SELECT p.srs_id FROM {alias}.gpkg_spatial_ref_sys p JOIN main.gpkg_spatial_ref_sys m "
-        "ON p.srs_id = m.srs_id WHERE p.definition != m.definition"
-    ).fetchall()
-    if clash:
-        raise OSError(f"{source.name}: srs_id {clash[0][0]} names another CRS in each part")
-    schema = con.execute(
-        f"SELECT type, name, tbl_name, sql FROM {alias}.sqlite_master WHERE sql IS NOT NULL"
-    ).fetchall()
-    tables = {name: sql for kind, name, _, sql in schema if kind == "table"}
-    for (name,) in con.execute(f"SELECT table_name FROM {alias}.gpkg_contents").fetchall():
-        con.execute(tables[name])
-        source = f"{alias}.{_quote(name)}"
-        if con.execute(f"SELECT EXISTS (SELECT 1 FROM {source})").fetchone()[0]:
-            # (an INSERT of no rows would still start the table's AUTOINCREMENT sequence)
-            con.execute(f"INSERT INTO main.{_quote(name)} SELECT * FROM {source}")
-        columns = con.execute(
-            f"SELECT column_name FROM {alias}.gpkg_geometry_columns WHERE table_name = ?", (name,)
-        ).fetchall()
-        for (column,) in columns:
-            rtree = f"rtree_{name}_{column}"
-            if rtree not in tables:  # written without a spatial index
-                continue
-            con.execute(tables[rtree])
-            for shadow in ("node", "parent", "rowid"):
-                table = _quote(f"{rtree}_{shadow}")
-                con.execute(f"DELETE FROM main.{table}")
-                con.execute(f"INSERT INTO main.{table} SELECT * FROM {alias}.{table}")
-        # the triggers last: they would fire on the copied rows (and call GDAL's functions)
-        for kind, _, table_name, sql in schema:
-            if kind in ("index", "trigger") and table_name == name:
-                con.execute(sql)
-    present = {
-        row[0] for row in con.execute(f"SELECT name FROM {alias}.sqlite_master WHERE type='table'")
-    }
-    for table in _GPKG_TABLES:
-        if table in present:
-            con.execute(f"INSERT OR IGNORE INTO main.{table} SELECT * FROM {alias}.{table}")
-
-
-def _list_in_order(con: sqlite3.Connection, order: list[str]) -> None:
-    """Rewrite ``gpkg_contents`` with its rows in ``order`` (GDAL lists layers in row order)."""
-    rows = con.execute("SELECT * FROM main.gpkg_contents").fetchall()
-    rank = {name: i for i, name in enumerate(order)}
-    rows.sort(key=lambda row: rank.get(row[0], len(rank)))
-    con.execute("DELETE FROM main.gpkg_contents")
-    marks = ", ".join("?" * len(rows[0])) if rows else ""
-    con.executemany(f"INSERT INTO main.gpkg_contents VALUES ({marks})", rows)
 
 
 @contextlib.contextmanager
@@ -700,13 +512,12 @@ def _check_still_there(tmp: Path, what: str) -> None:
 def _remove_stale_temp_files(path: Path) -> None:
     """Remove temporary archives that a killed run left beside ``path`` (their process is gone).
 
-    Only names of exactly this archive's form (``.<stem>.<pid>.tmp.gpkg``, and
-    ``.<stem>.<pid>.tmp<k>.gpkg`` for layers written side by side, and SQLite's side files) are
-    considered, so the temp file of ``archive.2024.gpkg`` is never taken for one of
+    Only names of exactly this archive's form (``.<stem>.<pid>.tmp.gpkg`` and SQLite's side
+    files) are considered, so the temp file of ``archive.2024.gpkg`` is never taken for one of
     ``archive.gpkg``.
     """
-    own = re.compile(rf"^\.{re.escape(path.stem)}\.(\d+)\.tmp\d*\.gpkg(-journal|-wal|-shm)?$")
-    for tmp in path.parent.glob(f".{glob.escape(path.stem)}.*.tmp*.gpkg*"):
+    own = re.compile(rf"^\.{re.escape(path.stem)}\.(\d+)\.tmp\.gpkg(-journal|-wal|-shm)?$")
+    for tmp in path.parent.glob(f".{glob.escape(path.stem)}.*.tmp.gpkg*"):
         match = own.match(tmp.name)
         if match is None or _alive(int(match.group(1))):
             continue

@@ -6,21 +6,16 @@ results itself, so only small summaries travel back. :func:`run_tasks` reports e
 partition through the ``progress`` callback (counts, timing, an estimate of the time left) and
 collects failures by partition name while the other partitions finish. It knows nothing of
 surveys: a task is a picklable function and its arguments.
-
-:func:`open_executor` keeps the cluster open after the partitions, so that its workers on this
-machine can take a share of the archive's writing (:meth:`Executor.map`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import gc
-import ipaddress
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import PipelineError, UsageError
@@ -117,128 +112,10 @@ def run_tasks(
     """
     if not tasks:
         return {}, {}
-    with open_executor(workers, scheduler) as executor:
-        return executor.run_tasks(func, tasks, progress)
-
-
-class Executor:
-    """Where a job's tasks run: this process (``client`` None) or a dask cluster.
-
-    Opened by :func:`open_executor` and kept open from the partitions through the writing of
-    the archive, whose layers the cluster's workers then write side by side (:meth:`map`).
-    """
-
-    def __init__(self, client: Any = None) -> None:
-        self.client = client
-
-    @property
-    def local_workers(self) -> int:
-        """How many tasks can run at the same time on this machine: 1 in this process; the
-        cluster's workers on the loopback (a local cluster's), which see this machine's files
-        as it does."""
-        return max(1, len(self._local())) if self.client is not None else 1
-
-    def _local(self) -> list[str]:
-        return [w for w in self.client.nthreads() if _is_loopback(w)]
-
-    def run_tasks(
-        self, func: Callable[..., Any], tasks: Sequence[Task], progress: Progress = _noop
-    ) -> tuple[dict[str, Any], dict[str, str]]:
-        """See :func:`run_tasks`."""
-        if not tasks:
-            return {}, {}
-        tally = _Tally(len(tasks), progress)
-        if self.client is None:
-            return _in_process(func, tasks, tally)
-        return _on_dask(self.client, func, tasks, tally)
-
-    def map(
-        self,
-        func: Callable[..., Any],
-        items: Sequence[tuple[Any, ...]],
-        meanwhile: Callable[[], Any] | None = None,
-    ) -> list[Any]:
-        """``func(*item)`` for each item, at the same time on the local workers (see
-        :attr:`local_workers`), while ``meanwhile()`` runs here; the items' results in order.
-        The first error is raised as it is. In this process, or where a cluster has no worker
-        on this machine, everything runs here, one after another.
-
-        Each item is sent straight to a worker (``scatter``) and its task runs there; both are
-        under way before ``meanwhile`` starts."""
-        from distributed import wait
-
-        local = self._local() if self.client is not None else []
-        if not local:
-            results = [func(*item) for item in items]
-            if meanwhile is not None:
-                meanwhile()
-            return results
-        data = self.client.scatter([tuple(item) for item in items], workers=local, hash=False)
-        futures = [self.client.submit(_apply, func, d, workers=local, pure=False) for d in data]
-        try:
-            if meanwhile is not None:
-                meanwhile()
-        finally:
-            # the workers' tasks end before the caller goes on (or cleans up after an error)
-            wait(futures)
-        return self.client.gather(futures)
-
-
-def _apply(func: Callable[..., Any], item: tuple[Any, ...]) -> Any:
-    return func(*item)
-
-
-def _is_loopback(address: str) -> bool:
-    """A worker address (``tcp://127.0.0.1:40123``) on the loopback."""
-    from distributed.comm import get_address_host
-
-    host = get_address_host(address)
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-@contextlib.contextmanager
-def open_executor(workers: int | None = None, scheduler: str | None = None) -> Iterator[Executor]:
-    """This process (neither given), a local dask cluster of ``workers`` single-threaded worker
-    processes (loopback), or the existing cluster at ``scheduler``; closed on leaving.
-
-    Raises
-    ------
-    UsageError
-        The scheduler cannot be reached.
-    """
+    tally = _Tally(len(tasks), progress)
     if workers is None and scheduler is None:
-        yield Executor()
-        return
-    from distributed import Client, LocalCluster
-
-    cluster = None
-    try:
-        if scheduler is not None:
-            try:
-                client = Client(scheduler, timeout="20s")
-            except (OSError, TimeoutError) as err:
-                raise UsageError(
-                    f"--scheduler {scheduler}: cannot reach the dask scheduler ({err})"
-                ) from err
-        else:
-            cluster = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=":0",  # any free port: never the warning of a taken 8787
-            )
-            client = Client(cluster)
-        with client:
-            yield Executor(client)
-    finally:
-        if cluster is not None:
-            cluster.close()
+        return _in_process(func, tasks, tally)
+    return _on_dask(func, tasks, tally, workers, scheduler)
 
 
 def _in_process(
@@ -285,28 +162,54 @@ _LIBC = _glibc()
 
 
 def _on_dask(
-    client: Any, func: Callable[..., Any], tasks: Sequence[Task], tally: _Tally
+    func: Callable[..., Any],
+    tasks: Sequence[Task],
+    tally: _Tally,
+    workers: int | None,
+    scheduler: str | None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    from distributed import as_completed
+    from distributed import Client, LocalCluster, as_completed
 
-    results: dict[str, Any] = {}
-    failed: dict[str, str] = {}
-    started = time.perf_counter()
-    # earlier tasks first: the caller lists the largest partitions first
-    futures = {
-        client.submit(func, *args, key=f"blacksoil-partition-{name}-{id(tasks)}",
-                      pure=False, priority=len(tasks) - i): name
-        for i, (name, args) in enumerate(tasks)
-    }  # fmt: skip
-    for future in as_completed(futures):
-        name = futures[future]
-        seconds = time.perf_counter() - started
-        if future.status == "error":
-            failed[name] = _describe(future.exception())
-            logger.warning("partition %s failed: %s", name, failed[name])
-            tally.report(name, seconds, error=failed[name])
+    cluster = None
+    try:
+        if scheduler is not None:
+            try:
+                client = Client(scheduler, timeout="20s")
+            except (OSError, TimeoutError) as err:
+                raise UsageError(
+                    f"--scheduler {scheduler}: cannot reach the dask scheduler ({err})"
+                ) from err
         else:
-            results[name] = future.result()
-            tally.report(name, seconds, results[name])
-        future.release()
-    return results, failed
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+            )
+            client = Client(cluster)
+        results: dict[str, Any] = {}
+        failed: dict[str, str] = {}
+        with client:
+            started = time.perf_counter()
+            # earlier tasks first: the caller lists the largest partitions first
+            futures = {
+                client.submit(func, *args, key=f"blacksoil-partition-{name}-{id(tasks)}",
+                              pure=False, priority=len(tasks) - i): name
+                for i, (name, args) in enumerate(tasks)
+            }  # fmt: skip
+            for future in as_completed(futures):
+                name = futures[future]
+                seconds = time.perf_counter() - started
+                if future.status == "error":
+                    failed[name] = _describe(future.exception())
+                    logger.warning("partition %s failed: %s", name, failed[name])
+                    tally.report(name, seconds, error=failed[name])
+                else:
+                    results[name] = future.result()
+                    tally.report(name, seconds, results[name])
+                future.release()
+        return results, failed
+    finally:
+        if cluster is not None:
+            cluster.close()

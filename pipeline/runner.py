@@ -30,7 +30,7 @@ from . import archive as arc
 from .codes import BLACK_SOIL_GROUPS, LANDUSE_NAMES, M2_PER_HECTARE, M2_PER_MU
 from .config import PROTECTION_INPUTS, InputSpec, SurveyConfig
 from .errors import InputError, InvariantError, OutputError, UsageError
-from .executors import Executor, open_executor
+from .executors import run_tasks
 from .overlay import default_threads, safe_intersection
 from .partitions import (
     Partition,
@@ -752,10 +752,8 @@ def _finish(
     overwrite: bool,
     progress: Progress,
     merge_timings: dict[str, float] | None = None,
-    executor: Executor | None = None,
 ) -> SurveyOutcome:
-    """Merge the partitions' results, add the summaries and metadata, write the archive (its
-    layers side by side on the ``executor``'s workers where it has several)."""
+    """Merge the partitions' results, add the summaries and metadata, write the archive."""
     t0 = time.perf_counter()
     merged = merge_partials(cfg, partials)
     timings = {**merged.timings, **(merge_timings or {})}
@@ -792,7 +790,7 @@ def _finish(
     if cfg.output.format == "parquet":
         write_parquet_archive(cfg.output.path, layers, overwrite=overwrite)
     else:
-        arc.write_archive(cfg.output.path, layers, overwrite=overwrite, executor=executor)
+        arc.write_archive(cfg.output.path, layers, overwrite=overwrite)
     timings["write"] = time.perf_counter() - t3
     if not conservation["passed"]:
         raise InvariantError(
@@ -1501,29 +1499,28 @@ def _run_partitioned(
     # big county does not start last and run alone
     todo = sorted(todo, key=lambda p: -p.size)
     tasks = [(p.name, (cfg, p, plan, workdir, stamps[p.name], threads)) for p in todo]
-    # the cluster stays open through the merge: its workers write the archive's layers
-    with open_executor(workers, scheduler) as executor:
-        t1 = time.perf_counter()
-        _, failed = executor.run_tasks(run_partition, tasks, progress)
-        t_parts = time.perf_counter() - t1
-        if failed:
-            listed = "; ".join(f"{name}: {msg}" for name, msg in sorted(failed.items()))
-            raise InputError(
-                f"{len(failed)} of {len(plan)} partition(s) failed ({listed}); the others are "
-                f"kept in {workdir}: fix the input and rerun with --resume"
-            )
-        progress("merging the partitions")
-        t2 = time.perf_counter()
-        partials = [_read_partial(workdir / p.name) for p in plan]
-        t_collect = time.perf_counter() - t2
-        outcome = _finish(
-            cfg,
-            partials,
-            overwrite=overwrite,
-            progress=progress,
-            merge_timings={"plan": t_plan, "partitions": t_parts, "collect": t_collect},
-            executor=executor,
+    t1 = time.perf_counter()
+    _, failed = run_tasks(
+        run_partition, tasks, workers=workers, scheduler=scheduler, progress=progress
+    )
+    t_parts = time.perf_counter() - t1
+    if failed:
+        listed = "; ".join(f"{name}: {msg}" for name, msg in sorted(failed.items()))
+        raise InputError(
+            f"{len(failed)} of {len(plan)} partition(s) failed ({listed}); the others are kept "
+            f"in {workdir}: fix the input and rerun with --resume"
         )
+    progress("merging the partitions")
+    t2 = time.perf_counter()
+    partials = [_read_partial(workdir / p.name) for p in plan]
+    t_collect = time.perf_counter() - t2
+    outcome = _finish(
+        cfg,
+        partials,
+        overwrite=overwrite,
+        progress=progress,
+        merge_timings={"plan": t_plan, "partitions": t_parts, "collect": t_collect},
+    )
     shutil.rmtree(workdir, ignore_errors=True)
     return outcome
 

@@ -3,8 +3,6 @@ the same archive as the in-process run."""
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 from test_partitions import assert_same_archive, survey, three_county_job
 
@@ -45,19 +43,6 @@ def test_two_dask_workers_give_the_in_process_archive(job, cluster):
             lambda dask_worker: len(dask_worker.data) + dask_worker.state.executed_count
         )
     assert all(count > 0 for count in ran.values())
-
-
-@pytest.mark.slow
-def test_a_local_cluster_started_for_the_job_writes_the_layers_side_by_side(job, caplog):
-    """``--workers 2``: the job's own local cluster runs the partitions, then its two workers
-    write the archive's layers in two GeoPackages, combined into the in-process archive."""
-    three_county_job(job)
-    single = survey(job, "single")
-    with caplog.at_level(logging.INFO, logger="pipeline.archive"):
-        two = survey(job, "two", config={"partition": {"by": "county"}}, workers=2)
-    assert_same_archive(single, two)
-    assert "written side by side in 2 GeoPackages" in caplog.text
-    assert sorted(p.name for p in (job.folder / "out").iterdir()) == ["single.gpkg", "two.gpkg"]
 
 
 @pytest.mark.slow
