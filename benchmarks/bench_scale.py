@@ -227,8 +227,12 @@ def measure(size: int, workers: int, root: Path, all_stages: bool) -> dict:
 def schedule(workers: list[int], repeat: int) -> list[int]:
     """The runs in order: ``workers`` once, then with ``repeat`` > 1 the 1- and 2-worker runs
     again, in alternating order (2, 1, 1, 2, ...), so that each 2-worker run has a 1-worker run
-    right beside it. On a shared virtual machine the speed drifts by 10-30% over the day, more
-    than the effect measured; only runs made side by side are compared."""
+    right beside it. On a shared virtual machine the speed drifts by up to 1.7x within an hour,
+    more than the effect measured; only runs made side by side are compared.
+
+    >>> schedule([0, 1, 2], 3)
+    [0, 1, 2, 2, 1, 1, 2]
+    """
     runs = list(workers)
     both = 1 in workers and 2 in workers
     for k in range(1, repeat if both else 1):
@@ -238,7 +242,11 @@ def schedule(workers: list[int], repeat: int) -> list[int]:
 
 def _pair(pairs: list[tuple[float, float]], n: int, wall: float) -> list[tuple[float, float]]:
     """Add a 1- or 2-worker wall time to the (1 worker, 2 workers) pairs: into the last pair
-    while it lacks that side, else as a new pair."""
+    while it lacks that side, else as a new pair.
+
+    >>> _pair(_pair(_pair([], 1, 200.0), 2, 110.0), 2, 105.0)
+    [(200.0, 110.0), (0.0, 105.0)]
+    """
     if pairs and pairs[-1][n - 1] == 0.0:
         last = list(pairs[-1])
         last[n - 1] = wall
