@@ -227,8 +227,9 @@ def measure(size: int, workers: int, root: Path, all_stages: bool) -> dict:
 def schedule(workers: list[int], repeat: int) -> list[int]:
     """The runs in order: ``workers`` once, then with ``repeat`` > 1 the 1- and 2-worker runs
     again, in alternating order (2, 1, 1, 2, ...), so that each 2-worker run has a 1-worker run
-    right beside it. On a shared virtual machine the speed drifts by up to 1.7x within an hour,
-    more than the effect measured; only runs made side by side are compared.
+    right beside it: the k-th 1-worker run and the k-th 2-worker run make a pair. On a shared
+    virtual machine the speed drifts by up to 1.7x within an hour, more than the effect
+    measured; only runs made side by side are compared.
 
     >>> schedule([0, 1, 2], 3)
     [0, 1, 2, 2, 1, 1, 2]
@@ -238,20 +239,6 @@ def schedule(workers: list[int], repeat: int) -> list[int]:
     for k in range(1, repeat if both else 1):
         runs += [2, 1] if k % 2 else [1, 2]
     return runs
-
-
-def _pair(pairs: list[tuple[float, float]], n: int, wall: float) -> list[tuple[float, float]]:
-    """Add a 1- or 2-worker wall time to the (1 worker, 2 workers) pairs: into the last pair
-    while it lacks that side, else as a new pair.
-
-    >>> _pair(_pair(_pair([], 1, 200.0), 2, 110.0), 2, 105.0)
-    [(200.0, 110.0), (0.0, 105.0)]
-    """
-    if pairs and pairs[-1][n - 1] == 0.0:
-        last = list(pairs[-1])
-        last[n - 1] = wall
-        return [*pairs[:-1], (last[0], last[1])]
-    return [*pairs, (wall, 0.0) if n == 1 else (0.0, wall)]
 
 
 #: the serial steps of a partitioned run, besides the partitions themselves
@@ -305,7 +292,7 @@ def main() -> None:
             f"in 2 at once {two_procs:.1f} s: {one_proc / two_procs:.2f}x"
         )
         one = io = None
-        pairs: list[tuple[float, float]] = []
+        walls: dict[int, list[float]] = {1: [], 2: []}
         for n in schedule(args.workers, args.repeat):
             r = measure(size, n, root, args.all_stages)
             if io is None:  # the job's own I/O, writing the archive this run wrote
@@ -319,15 +306,16 @@ def main() -> None:
                 ratio = f"{wall / base['wall']:.1f}x rw {wall / io['wall']:.1f}x io"
             else:
                 ratio = f"{one / wall:.2f}x 1 worker" if one else ""
-            if n in (1, 2):
-                pairs = _pair(pairs, n, wall)
+            if n in walls:
+                walls[n].append(wall)
             label = "in-process" if n == 0 else f"{n} worker" + ("s" if n > 1 else "")
             steps = " ".join(f"{r['timings'].get(s, 0.0):.1f}" for s in STEPS)
             print(
                 f"{size:>9,} {label:>10} {wall:>7.1f} {r['largest'] / 2**30:>8.2f} "
                 f"{r['total'] / 2**30:>8.2f} {surveyed / wall:>10,.0f} {ratio:>20}  {steps}"
             )
-        done = [one / two for one, two in pairs if one and two]
+        # the pairs (see schedule); none where only one of the two was run
+        done = [one / two for one, two in zip(walls[1], walls[2], strict=False)]
         if len(done) > 1:
             listed = ", ".join(f"{r:.2f}" for r in done)
             print(
