@@ -1,12 +1,13 @@
 """The ``blacksoil`` command line: parse options, call one pipeline function, map errors.
 
 Exit codes: 0 success, 1 data problem (bad input, unwritable output, failed check),
-2 usage or config problem.
+2 usage or config problem, 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -69,6 +70,10 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     logging.basicConfig(
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # dask's own log (cluster start and stop, at INFO) only with -vv; read by dask when it is
+    # first imported, here and in the worker processes; a DASK_LOGGING__DISTRIBUTED set by the
+    # user wins
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "info" if verbose >= 2 else "warning")
     ctx.obj = {"quiet": quiet, "verbose": verbose}
 
 
@@ -487,7 +492,12 @@ def main() -> None:
     """Console-script entry point: no traceback for unforeseen errors unless -v is given."""
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as err:
+        # click turns Ctrl-C into Abort; an interrupted partitioned run says what it kept
+        cause = err.__cause__
+        if isinstance(cause, KeyboardInterrupt):
+            click.echo(f"Error: {cause or 'interrupted'}", err=True)
+            sys.exit(130)
         click.echo("Aborted.", err=True)
         sys.exit(1)
     except click.ClickException as err:

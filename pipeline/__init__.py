@@ -30,6 +30,7 @@ from .config import SurveyConfig, config_from_dict, load_config
 from .errors import (
     ConfigError,
     InputError,
+    Interrupted,
     InvariantError,
     OutputError,
     PipelineError,
@@ -54,6 +55,7 @@ from .summaries import (
 __all__ = [
     "ConfigError",
     "InputError",
+    "Interrupted",
     "InvariantError",
     "OutputError",
     "PipelineError",

@@ -568,11 +568,17 @@ def _write_stream(path: Path, name: str, stream: GeoStream, *, append: bool) -> 
     schema = _arrow_schema(stream.attributes)
     full = schema.append(pa.field("geometry", pa.binary()))
 
+    raised: list[BaseException] = []
+
     def batches() -> Iterator[pa.RecordBatch]:
-        for attrs, wkb in stream.chunks():
-            table = pa.Table.from_pandas(attrs, schema=schema, preserve_index=False)
-            table = table.append_column(full.field("geometry"), wkb.cast(pa.binary()))
-            yield from table.to_batches()
+        try:
+            for attrs, wkb in stream.chunks():
+                table = pa.Table.from_pandas(attrs, schema=schema, preserve_index=False)
+                table = table.append_column(full.field("geometry"), wkb.cast(pa.binary()))
+                yield from table.to_batches()
+        except BaseException as err:  # GDAL would only see "Error while accessing batch"
+            raised.append(err)
+            raise
 
     epsg = stream.crs.to_epsg()
     try:
@@ -588,9 +594,12 @@ def _write_stream(path: Path, name: str, stream: GeoStream, *, append: bool) -> 
             layer_options={"IDENTIFIER": LAYER_TITLES.get(name, name)},
         )
     except Exception as err:
-        if isinstance(err, OSError):
-            raise
-        raise OutputError(f"{path}: cannot write layer {name} ({err})") from err
+        cause = raised[0] if raised else err  # the chunks failed to come, not the writing
+        if not isinstance(cause, Exception):  # Ctrl-C while the chunks were read
+            raise cause from None
+        if isinstance(cause, OSError):
+            raise cause from None
+        raise OutputError(f"{path}: cannot write layer {name} ({cause})") from cause
 
 
 def _arrow_schema(frame: pd.DataFrame) -> pa.Schema:

@@ -3,7 +3,7 @@
 Every error the pipeline raises on purpose derives from :class:`PipelineError`, and its message
 names the file, layer, field, config key or feature at fault, in one line. The CLI maps
 :class:`ConfigError` / :class:`UsageError` to exit code 2 and every other ``PipelineError`` to
-exit code 1.
+exit code 1; an interrupted run (Ctrl-C, :class:`Interrupted`) exits with 130.
 """
 
 from __future__ import annotations
@@ -31,3 +31,8 @@ class OutputError(PipelineError):
 
 class InvariantError(PipelineError):
     """A survey invariant (conservation, reconciliation) does not hold."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A partitioned run was interrupted (Ctrl-C); the message says what is kept for
+    ``--resume``. A ``KeyboardInterrupt``, so code that handles that still does."""

@@ -14,6 +14,8 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -161,6 +163,22 @@ def _glibc() -> ctypes.CDLL | None:
 _LIBC = _glibc()
 
 
+def dask_setup(worker: object) -> None:
+    """Run by each worker of the local cluster as it starts (a dask preload): it ignores
+    Ctrl-C. A terminal sends SIGINT to every process of the command, and a worker process
+    would die of it printing its tracebacks; this process alone handles the interrupt and
+    closes the cluster, which stops the workers. The warning dask logs for each task a closing
+    worker cancels (only a closing worker does) is left out too."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.getLogger("distributed.worker.state_machine").addFilter(_CancelledOnClose())
+
+
+class _CancelledOnClose(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().endswith("ended with CancelledError")
+
+
 def _on_dask(
     func: Callable[..., Any],
     tasks: Sequence[Task],
@@ -186,6 +204,7 @@ def _on_dask(
                 processes=True,
                 host="127.0.0.1",
                 dashboard_address=None,
+                preload=[__name__],  # its dask_setup: the workers leave Ctrl-C to this process
             )
             client = Client(cluster)
         results: dict[str, Any] = {}

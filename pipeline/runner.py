@@ -7,6 +7,7 @@ and notebooks can ignore it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -14,7 +15,7 @@ import os
 import platform
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from pyproj import CRS, Transformer
 from . import archive as arc
 from .codes import BLACK_SOIL_GROUPS, LANDUSE_NAMES, M2_PER_HECTARE, M2_PER_MU
 from .config import PROTECTION_INPUTS, InputSpec, SurveyConfig
-from .errors import InputError, InvariantError, OutputError, UsageError
+from .errors import InputError, Interrupted, InvariantError, OutputError, UsageError
 from .executors import run_tasks
 from .overlay import default_threads, safe_intersection
 from .partitions import (
@@ -577,6 +578,9 @@ def run_survey(
     InputError, OutputError, InvariantError
         Bad input (a failed partition is named, the others are kept for ``resume``); the archive
         cannot be written; the area accounting does not add up.
+    Interrupted
+        A partitioned run was interrupted (Ctrl-C, a ``KeyboardInterrupt``): the message says
+        how many partitions are done and kept for ``resume``.
 
     Examples
     --------
@@ -1347,14 +1351,7 @@ def run_partition(
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    handler = logging.FileHandler(folder / "partition.log", encoding="utf-8")
-    handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("pipeline")
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
+    with _partition_log(folder / "partition.log"):
         logger.info("partition %s (%s) started", part.name, part.kind)
         scope = Scope(part, tuple(plan))
         timings: dict[str, float] = {}
@@ -1377,15 +1374,55 @@ def run_partition(
         partial.used_keys = {k: sorted(v) for k, v in scope.used_keys.items()}
         _write_partial(folder, partial, stamp)
         logger.info("partition %s done", part.name)
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
-        handler.close()
     return {
         "parcels": int(partial.counts.get("parcels_surveyed", 0)),
         "pieces": int(partial.counts.get("pieces_black", 0)),
         "seconds": time.perf_counter() - started,
     }
+
+
+@contextlib.contextmanager
+def _partition_log(path: Path) -> Iterator[None]:
+    """The package's INFO messages go to the partition's log file while the block runs. The
+    "pipeline" logger is lowered to INFO for it; the handlers above it (a console, a
+    notebook's) still get only what they got before, through :class:`_PassOn`."""
+    log = logging.getLogger("pipeline")
+    level, propagate = log.level, log.propagate
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    above = _PassOn(log, log.getEffectiveLevel()) if propagate else None
+    log.addHandler(handler)
+    if above is not None:
+        log.addHandler(above)
+        log.propagate = False
+    log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+        log.propagate = propagate
+        log.removeHandler(handler)
+        if above is not None:
+            log.removeHandler(above)
+        handler.close()
+
+
+class _PassOn(logging.Handler):
+    """Passes the records at or above its level on to the handlers above ``log``, as
+    propagation would (and, as propagation, to none where there are none)."""
+
+    def __init__(self, log: logging.Logger, level: int) -> None:
+        super().__init__(level)
+        self.parent = log.parent
+
+    def emit(self, record: logging.LogRecord) -> None:
+        node = self.parent
+        while node is not None:
+            if node.handlers:
+                self.parent.callHandlers(record)
+                return
+            node = node.parent if node.propagate else None
 
 
 def _log_progress(message: str) -> None:
@@ -1499,30 +1536,53 @@ def _run_partitioned(
     # big county does not start last and run alone
     todo = sorted(todo, key=lambda p: -p.size)
     tasks = [(p.name, (cfg, p, plan, workdir, stamps[p.name], threads)) for p in todo]
-    t1 = time.perf_counter()
-    _, failed = run_tasks(
-        run_partition, tasks, workers=workers, scheduler=scheduler, progress=progress
-    )
-    t_parts = time.perf_counter() - t1
-    if failed:
-        listed = "; ".join(f"{name}: {msg}" for name, msg in sorted(failed.items()))
-        raise InputError(
-            f"{len(failed)} of {len(plan)} partition(s) failed ({listed}); the others are kept "
-            f"in {workdir}: fix the input and rerun with --resume"
+    try:
+        t1 = time.perf_counter()
+        _, failed = run_tasks(
+            run_partition, tasks, workers=workers, scheduler=scheduler, progress=progress
         )
-    progress("merging the partitions")
-    t2 = time.perf_counter()
-    partials = [_read_partial(workdir / p.name) for p in plan]
-    t_collect = time.perf_counter() - t2
-    outcome = _finish(
-        cfg,
-        partials,
-        overwrite=overwrite,
-        progress=progress,
-        merge_timings={"plan": t_plan, "partitions": t_parts, "collect": t_collect},
-    )
+        t_parts = time.perf_counter() - t1
+        if failed:
+            listed = "; ".join(f"{name}: {msg}" for name, msg in sorted(failed.items()))
+            raise InputError(
+                f"{len(failed)} of {len(plan)} partition(s) failed ({listed}); the others are "
+                f"kept in {workdir}: fix the input and rerun with --resume"
+            )
+        progress("merging the partitions")
+        t2 = time.perf_counter()
+        partials = [_read_partial(workdir / p.name) for p in plan]
+        t_collect = time.perf_counter() - t2
+        outcome = _finish(
+            cfg,
+            partials,
+            overwrite=overwrite,
+            progress=progress,
+            merge_timings={"plan": t_plan, "partitions": t_parts, "collect": t_collect},
+        )
+    except KeyboardInterrupt as err:
+        done = sum(_is_done(workdir / p.name, stamps[p.name]) for p in plan)
+        raise Interrupted(_interrupted_message(done, len(plan), workdir)) from err
     shutil.rmtree(workdir, ignore_errors=True)
     return outcome
+
+
+def _interrupted_message(done: int, total: int, workdir: Path) -> str:
+    """What an interrupted partitioned run kept, and how to go on.
+
+    >>> _interrupted_message(0, 8, Path("out/.a.work"))
+    'interrupted before any partition was done: nothing was kept'
+    """
+    if done == 0:
+        return "interrupted before any partition was done: nothing was kept"
+    if done == total:
+        return (
+            f"interrupted while merging: all {total} partition(s) are done, kept in {workdir}: "
+            "run again with --resume to write the archive from them"
+        )
+    return (
+        f"interrupted: {done} of {total} partition(s) are done, kept in {workdir}: "
+        "run again with --resume to run only the others"
+    )
 
 
 @dataclass

@@ -23,11 +23,16 @@ import time
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pandas.testing as pdt
+import pyarrow as pa
 import pyogrio
 import pytest
+import shapely
+import yaml
 from click.testing import CliRunner
+from pyproj import CRS
 
 import pipeline
 from cli import cli
@@ -431,3 +436,118 @@ def test_temp_file_vanishing_mid_write_is_an_error(
         layers = [str(n) for n, *_ in pyogrio.list_layers(previous)]
     assert set(CORE_LAYERS) <= set(layers)
     assert _sha256(previous) == before
+
+
+# --- Ctrl-C ------------------------------------------------------------------------------------
+
+
+def _partitioned_demo_config(folder: Path) -> Path:
+    """The demo job, partitioned by county, as a config file in ``folder``."""
+    cfg = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8"))
+    for spec in [*cfg["inputs"].values(), *cfg["inputs"]["rasters"].values()]:
+        if isinstance(spec, dict) and "path" in spec:
+            spec["path"] = str((DEMO_CONFIG.parent / spec["path"]).resolve())
+    cfg["partition"] = {"by": "county"}
+    path = folder / "partitioned.yaml"
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def partitioned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The partitioned demo job's config, and the archive of an uninterrupted run of it."""
+    folder = tmp_path_factory.mktemp("partitioned")
+    config = _partitioned_demo_config(folder)
+    reference = folder / "reference.gpkg"
+    cfg = pipeline.load_config(config, overrides={"output": {"path": str(reference)}})
+    pipeline.run_survey(cfg)
+    return config, reference
+
+
+def _comparable(path: Path) -> dict[str, pd.DataFrame]:
+    layers = pipeline.open_archive(path)
+    meta = layers[arc.METADATA]
+    drop = meta["key"].isin([*VOLATILE_KEYS, "config"])  # the config names the output path
+    layers[arc.METADATA] = meta[~drop].reset_index(drop=True)
+    return layers
+
+
+@pytest.mark.skipif(os.name == "nt", reason="a process group and SIGINT as a terminal sends it")
+@pytest.mark.parametrize("workers", [None, 2], ids=["in-process", "2-workers"])
+def test_ctrl_c_exits_130_keeps_the_done_partitions_and_resumes(
+    tmp_path: Path, partitioned: tuple[Path, Path], workers: int | None
+) -> None:
+    config, reference = partitioned
+    out = tmp_path / ARCHIVE
+    cmd = [sys.executable, "-m", "cli", "survey", str(config), "--out", str(out), "--no-report"]
+    cmd += ["--workers", str(workers)] if workers else []
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "1/3 partitions" in line:
+                os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: to every process of the command
+                break
+        lines.append(proc.communicate(timeout=120)[0])
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    output = "".join(lines)
+    assert proc.returncode == 130, output
+    assert "Traceback" not in output and "CancelledError" not in output, output
+    work = pipeline.runner.work_folder(out)
+    said = re.fullmatch(
+        r"Error: interrupted(?: while merging)?: (?:(\d) of 3|all 3) partition\(s\) are done, "
+        rf"kept in {re.escape(str(work))}: run again with --resume to .*",
+        output.strip().splitlines()[-1],
+    )
+    assert said, output
+    assert len(list(work.glob("*/done.json"))) == int(said.group(1) or 3)
+    assert [p.name for p in tmp_path.iterdir() if p.name != "partitioned.yaml"] == [work.name]
+
+    done = subprocess.run([*cmd, "--resume"], cwd=REPO, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
+    ours, theirs = _comparable(out), _comparable(reference)
+    assert list(ours) == list(theirs)
+    for name in ours:
+        _frames_equal(name, ours[name], theirs[name])
+    assert not work.exists()
+
+
+def test_a_failing_geometry_stream_is_named_not_blamed_on_the_writer(tmp_path: Path) -> None:
+    rows = pd.DataFrame({"n": [1, 2]})
+    geoms = pa.array(shapely.to_wkb(arc.as_multipolygons(np.array([shapely.box(0, 0, 1, 1)]))))
+
+    def wkb(start: int, stop: int) -> pa.Array:
+        if start:
+            raise FileNotFoundError("partition 220122/HTGDTB.parquet is gone")
+        return geoms
+
+    stream = arc.GeoStream(rows, CRS.from_epsg(4530), wkb, chunk_rows=1)
+    with pytest.raises(FileNotFoundError, match=r"220122/HTGDTB\.parquet is gone"):
+        arc._write_stream(tmp_path / "a.gpkg", "HTGDTB", stream, append=False)
+
+    def broken(start: int, stop: int) -> pa.Array:
+        raise ValueError("not WKB")
+
+    stream = arc.GeoStream(rows, CRS.from_epsg(4530), broken)
+    with pytest.raises(pipeline.OutputError, match=r"cannot write layer HTGDTB \(not WKB\)"):
+        arc._write_stream(tmp_path / "b.gpkg", "HTGDTB", stream, append=False)
+
+    def ctrl_c(start: int, stop: int) -> pa.Array:
+        raise KeyboardInterrupt
+
+    stream = arc.GeoStream(rows, CRS.from_epsg(4530), ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        arc._write_stream(tmp_path / "c.gpkg", "HTGDTB", stream, append=False)

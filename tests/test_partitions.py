@@ -9,6 +9,7 @@ so that a partition boundary runs through soil polygons, zones and projects.
 from __future__ import annotations
 
 import json
+import logging
 
 import geopandas as gpd
 import numpy as np
@@ -21,7 +22,7 @@ from pyproj import Geod
 import pipeline
 from conftest import CRS, Job, box, parcels_frame, soil_frame
 from pipeline import archive as arc
-from pipeline.errors import InputError
+from pipeline.errors import InputError, Interrupted
 from pipeline.partitions import (
     OTHER,
     combine_where,
@@ -354,6 +355,75 @@ def test_interrupted_run_resumes_to_the_same_archive(job, single):
     assert any("1 done before, resumed" in m for m in seen)
     assert sum("partitions" in m and "/2 " in m for m in seen) == 2  # only the two left
     assert_same_archive(single, resumed)
+
+
+def test_ctrl_c_keeps_the_finished_partitions_and_says_how_to_go_on(job, single):
+    cfg = {"partition": {"by": "county"}}
+
+    def ctrl_c_after_first(message: str) -> None:
+        if "1/3 partitions" in message:
+            raise KeyboardInterrupt
+
+    out = job.folder / "out" / "ctrl_c.gpkg"
+    work = work_folder(out)
+    with pytest.raises(Interrupted) as caught:
+        survey(job, "ctrl_c", config=cfg, progress=ctrl_c_after_first)
+    assert isinstance(caught.value, KeyboardInterrupt)  # what callers that handle it expect
+    assert str(caught.value) == (
+        f"interrupted: 1 of 3 partition(s) are done, kept in {work}: "
+        "run again with --resume to run only the others"
+    )
+    assert len(list(work.glob("*/done.json"))) == 1
+    assert not out.exists()
+    assert_same_archive(single, survey(job, "ctrl_c", config=cfg, resume=True))
+
+
+def test_ctrl_c_while_the_archive_is_written(job, single, monkeypatch):
+    cfg = {"partition": {"by": "county"}}
+    write_layer = arc._write_layer
+
+    def ctrl_c_at_second_layer(path, name, frame, *, append):
+        if append:
+            raise KeyboardInterrupt
+        write_layer(path, name, frame, append=append)
+
+    monkeypatch.setattr(arc, "_write_layer", ctrl_c_at_second_layer)
+    out = job.folder / "out" / "ctrl_c_write.gpkg"
+    with pytest.raises(Interrupted, match=r"all 3 partition\(s\) are done, kept in .*--resume"):
+        survey(job, "ctrl_c_write", config=cfg)
+    assert sorted(p.name for p in out.parent.iterdir() if "ctrl_c_write" in p.name) == [
+        ".ctrl_c_write.work"
+    ]  # no archive, no temporary file
+    monkeypatch.undo()
+    assert_same_archive(single, survey(job, "ctrl_c_write", config=cfg, resume=True))
+
+
+def test_partition_logs_go_to_their_files_not_to_the_console(job):
+    three_county_job(job)
+    console = logging.Handler()
+    seen: list[logging.LogRecord] = []
+    console.emit = seen.append
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(console)
+    root.setLevel(logging.WARNING)
+    work = work_folder(job.folder / "out" / "logs.gpkg")
+    logs: list[str] = []
+
+    def read_logs(message: str) -> None:
+        if "3/3 partitions" in message:
+            logs.extend(p.read_text(encoding="utf-8") for p in work.glob("*/partition.log"))
+
+    try:
+        logging.getLogger("pipeline.runner").warning("before")
+        survey(job, "logs", config={"partition": {"by": "county"}}, progress=read_logs)
+    finally:
+        root.removeHandler(console)
+        root.setLevel(level)
+    assert [r.getMessage() for r in seen] == ["before"]  # no partition INFO on the console
+    assert len(logs) == 3 and all("INFO pipeline.runner: partition" in text for text in logs)
+    assert logging.getLogger("pipeline").level == logging.NOTSET
+    assert logging.getLogger("pipeline").propagate
 
 
 def test_resume_redoes_a_partition_whose_input_changed(job):
