@@ -1,13 +1,14 @@
 """The ``blacksoil`` command line: parse options, call one pipeline function, map errors.
 
 Exit codes: 0 success, 1 data problem (bad input, unwritable output, failed check),
-2 usage or config problem, 130 interrupted (Ctrl-C).
+2 usage or config problem, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -488,16 +489,30 @@ def demo_data(
         click.echo(f"{name}: {path}")
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch system or ``kill`` ending the run), handled as Ctrl-C is."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def main() -> None:
-    """Console-script entry point: no traceback for unforeseen errors unless -v is given."""
+    """Console-script entry point: no traceback for unforeseen errors unless -v is given.
+
+    SIGTERM stops a run as Ctrl-C does (a partitioned run keeps its finished partitions, no
+    temporary archive is left); the exit code is 128 + the signal's number (130, 143)."""
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort as err:
         # click turns Ctrl-C into Abort; an interrupted partitioned run says what it kept
         cause = err.__cause__
         if isinstance(cause, KeyboardInterrupt):
-            click.echo(f"Error: {cause or 'interrupted'}", err=True)
-            sys.exit(130)
+            term = isinstance(cause, _Terminated) or isinstance(cause.__cause__, _Terminated)
+            click.echo(f"Error: {cause or ('terminated' if term else 'interrupted')}", err=True)
+            sys.exit(128 + (signal.SIGTERM if term else signal.SIGINT))
         click.echo("Aborted.", err=True)
         sys.exit(1)
     except click.ClickException as err:

@@ -473,10 +473,16 @@ def _comparable(path: Path) -> dict[str, pd.DataFrame]:
 
 
 @pytest.mark.skipif(os.name == "nt", reason="a process group and SIGINT as a terminal sends it")
-@pytest.mark.parametrize("workers", [None, 2], ids=["in-process", "2-workers"])
-def test_ctrl_c_exits_130_keeps_the_done_partitions_and_resumes(
-    tmp_path: Path, partitioned: tuple[Path, Path], workers: int | None
+@pytest.mark.parametrize(
+    ("workers", "stop"),
+    [(None, "SIGINT"), (2, "SIGINT"), (2, "SIGTERM")],
+    ids=["ctrl-c", "ctrl-c-2-workers", "sigterm-2-workers"],
+)
+def test_interrupted_run_exits_keeps_the_done_partitions_and_resumes(
+    tmp_path: Path, partitioned: tuple[Path, Path], workers: int | None, stop: str
 ) -> None:
+    """Ctrl-C goes to every process of the command (the terminal's process group); SIGTERM
+    (a batch system, ``kill``) to the driver alone."""
     config, reference = partitioned
     out = tmp_path / ARCHIVE
     cmd = [sys.executable, "-m", "cli", "survey", str(config), "--out", str(out), "--no-report"]
@@ -496,7 +502,10 @@ def test_ctrl_c_exits_130_keeps_the_done_partitions_and_resumes(
         for line in proc.stdout:
             lines.append(line)
             if "1/3 partitions" in line:
-                os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: to every process of the command
+                if stop == "SIGINT":
+                    os.killpg(proc.pid, signal.SIGINT)
+                else:
+                    proc.send_signal(signal.SIGTERM)
                 break
         lines.append(proc.communicate(timeout=120)[0])
     finally:
@@ -504,7 +513,7 @@ def test_ctrl_c_exits_130_keeps_the_done_partitions_and_resumes(
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     output = "".join(lines)
-    assert proc.returncode == 130, output
+    assert proc.returncode == 128 + getattr(signal, stop), output
     assert "Traceback" not in output and "CancelledError" not in output, output
     work = pipeline.runner.work_folder(out)
     said = re.fullmatch(
