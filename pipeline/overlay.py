@@ -9,8 +9,10 @@ How it is fast (DESIGN.md §6):
 1. right polygons are split into small parts of at most ``max_vertices`` vertices (a recursive
    halving of their bounding boxes, like PostGIS ``ST_Subdivide``), so that every test touches few
    vertices, and the parts go into an STRtree;
-2. a left polygon whose candidate parts all belong to one right polygon and that lies wholly
-   inside it (prepared ``contains_properly``) is taken whole: no intersection at all;
+2. a left polygon that lies wholly inside a right polygon (prepared ``covers``: its boundary
+   may run along the right polygon's, as a zone drawn along parcel edges does) is taken whole:
+   no intersection at all; in a soil map with its gaps, one whose candidate parts all belong
+   to one right polygon needs no test;
 3. only the pairs that cross a boundary are intersected, vectorised (shapely releases the GIL, so
    chunks run on threads);
 4. the parts of one (left, right) pair that a subdivision line cut apart are merged back.
@@ -237,8 +239,10 @@ def group_union(
     return uniq, merged
 
 
-def contains_properly(right: np.ndarray, which: np.ndarray, left: np.ndarray) -> np.ndarray:
-    """``right[which[i]].contains_properly(left[i])`` with prepared right polygons.
+def covers(right: np.ndarray, which: np.ndarray, left: np.ndarray) -> np.ndarray:
+    """``right[which[i]].covers(left[i])`` with prepared right polygons: no point of the left
+    polygon lies outside the right one. (A parcel inside a zone drawn along its own edges is
+    covered, not properly contained: it needs no overlay operation either.)
 
     Prepared geometries build their indexes lazily and are not safe to share between threads,
     so this runs on one thread, over private copies that are released afterwards.
@@ -247,7 +251,7 @@ def contains_properly(right: np.ndarray, which: np.ndarray, left: np.ndarray) ->
     prepared = shapely.from_wkb(shapely.to_wkb(right[used]))
     shapely.prepare(prepared)
     try:
-        return shapely.contains_properly(prepared[np.searchsorted(used, which)], left)
+        return shapely.covers(prepared[np.searchsorted(used, which)], left)
     finally:
         shapely.destroy_prepared(prepared)
 
@@ -321,7 +325,7 @@ def overlay(
         counts = np.bincount(cand_left, minlength=len(left))
         inside = counts[cand_left] == 1
         test = ~inside
-    inside[test] = contains_properly(right, cand_right[test], left[cand_left[test]])
+    inside[test] = covers(right, cand_right[test], left[cand_left[test]])
     whole_left = cand_left[inside]
     whole_right = cand_right[inside]
 

@@ -36,7 +36,7 @@ from .areas import allocate_cents, ellipsoidal_area
 from .codes import LANDUSE_NAMES
 from .overlay import (
     OverlayResult,
-    contains_properly,
+    covers,
     group_union,
     map_chunks,
     overlay,
@@ -263,7 +263,7 @@ def outside_of_zones(
         # a piece wholly inside one zone polygon has no outside
         pair = np.unique(li.astype(np.int64) * m + owner[pi])
         cand_piece, cand_zone = pair // m, pair % m
-        within = cand_piece[contains_properly(zones, cand_zone, geoms[cand_piece])]
+        within = cand_piece[covers(zones, cand_zone, geoms[cand_piece])]
         outside[within] = None
         rest[within] = 0.0
         # the (piece, part) pairs that meet: of pieces not inside a zone, and of pieces that may

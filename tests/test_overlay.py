@@ -63,6 +63,18 @@ def test_whole_parcel_is_not_intersected():
     assert res.geometry[0] is parcel
 
 
+def test_parcel_on_the_boundary_of_a_polygon_is_taken_whole():
+    # zones are drawn along parcel edges: a parcel inside one, sharing its edges, is covered
+    # but not properly contained, and needs no intersection either
+    parcels = np.array([shapely.box(0, 0, 10, 10), shapely.box(10, 0, 20, 10)])
+    zones = np.array([shapely.box(0, 0, 10, 10), shapely.box(10, -5, 30, 10)])
+    for disjoint in (True, False):
+        res = overlay(parcels, zones, disjoint=disjoint)
+        assert res.left.tolist() == [0, 1] and res.right.tolist() == [0, 1]
+        assert res.whole.tolist() == [True, True]
+        assert res.geometry[0] is parcels[0] and res.geometry[1] is parcels[1]
+
+
 def test_parcel_crossing_subdivision_lines_is_merged_back():
     # one big circle split into many parts; a parcel inside it but across cut lines
     circle = shapely.Point(0, 0).buffer(1000, quad_segs=512)

@@ -14,6 +14,8 @@ import pytest
 import shapely
 
 from conftest import CRS, box, parcels_frame, run, soil_frame
+from pipeline import protection as protection_module
+from pipeline.overlay import safe_difference
 from pipeline.protection import (
     ADDED,
     CONSTRUCTION,
@@ -95,6 +97,24 @@ def test_outside_of_zones_known_answers():
     assert s.piece.tolist() == [0, 1, 3, 4] and s.tbmj.tolist() == [5000.0, 10000.0, 9000.0, 6000.0]
     assert s.share.tolist() == [0.5, 1.0, 0.0, 1.0, 0.6]
     assert s.overlaps.tolist() == [[4, 3]]  # Z5 overlaps the earlier Z4 inside piece 4
+
+
+def test_outside_of_zones_needs_no_difference_for_a_piece_on_the_zone_boundary(monkeypatch):
+    # the red line drawn along the parcels' edges: the first piece is inside it, sharing three
+    # edges; only the second, half outside, is cut
+    pieces = np.array([shapely.box(0, 0, 100, 100), shapely.box(100, 0, 200, 100)])
+    zone = np.array([shapely.box(0, 0, 150, 100)])
+    cut: list[int] = []
+
+    def counted(a, b):
+        cut.append(len(a))
+        return safe_difference(a, b)
+
+    monkeypatch.setattr(protection_module, "safe_difference", counted)
+    s = outside_of_zones(pieces, np.array([10000.0, 10000.0]), np.zeros(2), zone)
+    assert sum(cut) == 1  # the second piece only
+    assert s.out_piece.tolist() == [1] and s.out_tbmj.tolist() == [5000.0]
+    assert s.share.tolist() == [1.0, 0.5]
 
 
 def test_outside_of_zones_agrees_with_split_by_zones():
