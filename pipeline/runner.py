@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import geopandas as gpd
 import numpy as np
@@ -1513,9 +1514,86 @@ def _run_partitioned(
     if cfg.partition.by == "none" and (workers or scheduler):
         # a cluster needs partitions to share out: counties, as the issue's natural unit
         cfg = dataclasses.replace(cfg, partition=dataclasses.replace(cfg.partition, by="county"))
+    workdir = work_folder(cfg.output.path)
+    with _work_lock(workdir):
+        return _run_partitions(
+            cfg,
+            workdir,
+            overwrite=overwrite,
+            progress=progress,
+            workers=workers,
+            scheduler=scheduler,
+            resume=resume,
+        )
+
+
+@contextlib.contextmanager
+def _work_lock(workdir: Path) -> Iterator[None]:
+    """One run at a time per work folder: a second run of the same archive would clear or mix
+    the first one's partitions. The lock (``<work folder>.lock`` beside it, naming its holder)
+    is the operating system's, so a run that dies releases it.
+
+    Raises
+    ------
+    UsageError
+        Another run holds it.
+    """
+    path = workdir.with_name(workdir.name + ".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held across the yield)
+    except OSError as err:
+        raise OutputError(f"{path}: cannot create the work folder's lock ({err})") from err
+    try:
+        try:
+            _lock_file(handle)
+        except OSError:
+            holder = "unknown"
+            with contextlib.suppress(OSError):  # Windows locks the bytes against reading too
+                handle.seek(0)
+                holder = handle.read().strip() or holder
+            raise UsageError(
+                f"{workdir}: another run of this archive is in progress ({holder}); wait for "
+                "it to end, or stop it, then run again (with --resume to keep its partitions)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {platform.node()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()  # removed while still held
+    finally:
+        handle.close()  # releases the lock
+
+
+def _lock_file(handle: IO[str]) -> None:
+    """An exclusive lock on an open file, failing at once (OSError) if another holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+    else:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _run_partitions(
+    cfg: SurveyConfig,
+    workdir: Path,
+    *,
+    overwrite: bool,
+    progress: Progress,
+    workers: int | None,
+    scheduler: str | None,
+    resume: bool,
+) -> SurveyOutcome:
     t0 = time.perf_counter()
     plan = tuple(plan_partitions(cfg))
-    workdir = work_folder(cfg.output.path)
     if not resume and workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 
 import geopandas as gpd
 import numpy as np
@@ -22,7 +24,7 @@ from pyproj import Geod
 import pipeline
 from conftest import CRS, Job, box, parcels_frame, soil_frame
 from pipeline import archive as arc
-from pipeline.errors import InputError, Interrupted
+from pipeline.errors import InputError, Interrupted, UsageError
 from pipeline.partitions import (
     OTHER,
     combine_where,
@@ -424,6 +426,41 @@ def test_partition_logs_go_to_their_files_not_to_the_console(job):
     assert len(logs) == 3 and all("INFO pipeline.runner: partition" in text for text in logs)
     assert logging.getLogger("pipeline").level == logging.NOTSET
     assert logging.getLogger("pipeline").propagate
+
+
+def test_a_second_run_of_the_same_archive_is_refused_until_the_first_ends(job):
+    three_county_job(job)
+    out = job.folder / "out" / "locked.gpkg"
+    lock = work_folder(out).with_name(".locked.work.lock")
+    cfg = {"partition": {"by": "county"}}
+    # the first run: another process, which then dies without a word (SIGKILL)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(work_folder(out))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(UsageError, match=rf"another run .* \(pid {holder.pid} on .+\)"):
+            survey(job, "locked", config=cfg)
+        with pytest.raises(UsageError, match="in progress"):
+            survey(job, "locked", config=cfg, resume=True)
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert lock.exists()  # left by the killed run, but no longer locked
+    survey(job, "locked", config=cfg)
+    assert not lock.exists() and out.exists()
+
+
+_HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from pipeline.runner import _work_lock
+with _work_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(120)
+"""
 
 
 def test_resume_redoes_a_partition_whose_input_changed(job):
