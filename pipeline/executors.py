@@ -15,6 +15,7 @@ import ctypes.util
 import gc
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -142,11 +143,14 @@ def _in_process(
 
 def release_memory() -> None:
     """Give the memory of a finished partition back to the system: collect cycles, then ask
-    glibc to return its free heap pages (``malloc_trim``), which it otherwise keeps, so that one
-    process running partitions one after another peaks at its largest partition, not at their
-    sum of leftovers. (Dask's worker processes do the same through MALLOC_TRIM_THRESHOLD_.)
-    Does nothing more than ``gc.collect`` where there is no glibc."""
+    Arrow's allocator and glibc to return their free pages (``release_unused``,
+    ``malloc_trim``), which they otherwise keep, so that one process running partitions one
+    after another peaks at its largest partition, not at their sum of leftovers. (Dask's worker
+    processes do the same through MALLOC_TRIM_THRESHOLD_.) Without glibc, no ``malloc_trim``."""
     gc.collect()
+    pa = sys.modules.get("pyarrow")
+    if pa is not None:  # Arrow's own allocator keeps freed pages too
+        pa.default_memory_pool().release_unused()
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
 

@@ -32,7 +32,7 @@ from . import archive as arc
 from .codes import BLACK_SOIL_GROUPS, LANDUSE_NAMES, M2_PER_HECTARE, M2_PER_MU
 from .config import PROTECTION_INPUTS, InputSpec, SurveyConfig
 from .errors import InputError, Interrupted, InvariantError, OutputError, UsageError
-from .executors import run_tasks
+from .executors import release_memory, run_tasks
 from .overlay import default_threads, safe_intersection
 from .partitions import (
     Partition,
@@ -790,6 +790,7 @@ def _finish(
         arc.METADATA: meta,
     }
     layers[arc.DICTIONARY] = arc.field_dictionary(layers=layers)
+    release_memory()  # the merge's transient copies, before the write's buffers
     progress(f"writing {cfg.output.path}")
     t3 = time.perf_counter()
     if cfg.output.format == "parquet":
