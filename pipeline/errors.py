@@ -3,7 +3,8 @@
 Every error the pipeline raises on purpose derives from :class:`PipelineError`, and its message
 names the file, layer, field, config key or feature at fault, in one line. The CLI maps
 :class:`ConfigError` / :class:`UsageError` to exit code 2 and every other ``PipelineError`` to
-exit code 1; an interrupted run (Ctrl-C, :class:`Interrupted`) exits with 130.
+exit code 1; an interrupted run (:class:`Interrupted`) exits with 130 after Ctrl-C, 143 after
+SIGTERM.
 """
 
 from __future__ import annotations

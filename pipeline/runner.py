@@ -601,14 +601,15 @@ def run_survey(
         timings["read_check"] = time.perf_counter() - t0
         partial = _survey(cfg, inputs, progress, timings)
         return _finish(cfg, [partial], overwrite=overwrite, progress=progress)
-    return _run_partitioned(
-        cfg,
-        overwrite=overwrite,
-        progress=progress,
-        workers=workers,
-        scheduler=scheduler,
-        resume=resume,
-    )
+    with _work_lock(work_folder(cfg.output.path)):
+        return _run_partitioned(
+            cfg,
+            overwrite=overwrite,
+            progress=progress,
+            workers=workers,
+            scheduler=scheduler,
+            resume=resume,
+        )
 
 
 def _check_output(cfg: SurveyConfig, overwrite: bool) -> None:
@@ -1503,31 +1504,6 @@ def _read_partial(folder: Path) -> PartialResult:
     )
 
 
-def _run_partitioned(
-    cfg: SurveyConfig,
-    *,
-    overwrite: bool,
-    progress: Progress,
-    workers: int | None,
-    scheduler: str | None,
-    resume: bool,
-) -> SurveyOutcome:
-    if cfg.partition.by == "none" and (workers or scheduler):
-        # a cluster needs partitions to share out: counties, as the issue's natural unit
-        cfg = dataclasses.replace(cfg, partition=dataclasses.replace(cfg.partition, by="county"))
-    workdir = work_folder(cfg.output.path)
-    with _work_lock(workdir):
-        return _run_partitions(
-            cfg,
-            workdir,
-            overwrite=overwrite,
-            progress=progress,
-            workers=workers,
-            scheduler=scheduler,
-            resume=resume,
-        )
-
-
 @contextlib.contextmanager
 def _work_lock(workdir: Path) -> Iterator[None]:
     """One run at a time per work folder: a second run of the same archive would clear or mix
@@ -1583,9 +1559,8 @@ def _lock_file(handle: IO[str]) -> None:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
-def _run_partitions(
+def _run_partitioned(
     cfg: SurveyConfig,
-    workdir: Path,
     *,
     overwrite: bool,
     progress: Progress,
@@ -1593,8 +1568,13 @@ def _run_partitions(
     scheduler: str | None,
     resume: bool,
 ) -> SurveyOutcome:
+    """Plan, run and merge the partitions (the caller holds the work folder's lock)."""
+    if cfg.partition.by == "none" and (workers or scheduler):
+        # a cluster needs partitions to share out: counties, as the issue's natural unit
+        cfg = dataclasses.replace(cfg, partition=dataclasses.replace(cfg.partition, by="county"))
     t0 = time.perf_counter()
     plan = tuple(plan_partitions(cfg))
+    workdir = work_folder(cfg.output.path)
     if not resume and workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
