@@ -140,15 +140,15 @@ def _frames_equal(name: str, a: pd.DataFrame, b: pd.DataFrame) -> None:
     )
 
 
-def _assert_same_contents(path_a: Path, path_b: Path) -> None:
-    """Every layer equal (geometry as WKB), but for the volatile metadata rows."""
+def _assert_same_contents(path_a: Path, path_b: Path, volatile: set[str] = VOLATILE_KEYS) -> None:
+    """Every layer equal (geometry as WKB), but for the ``volatile`` metadata rows."""
     la, lb = pipeline.open_archive(path_a), pipeline.open_archive(path_b)
     assert list(la) == list(lb)
     for name in la:
         a, b = la[name], lb[name]
         if name == arc.METADATA:
-            a = a[~a["key"].isin(VOLATILE_KEYS)].reset_index(drop=True)
-            b = b[~b["key"].isin(VOLATILE_KEYS)].reset_index(drop=True)
+            a = a[~a["key"].isin(volatile)].reset_index(drop=True)
+            b = b[~b["key"].isin(volatile)].reset_index(drop=True)
         _frames_equal(name, a, b)
 
 
@@ -464,14 +464,6 @@ def partitioned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return config, reference
 
 
-def _comparable(path: Path) -> dict[str, pd.DataFrame]:
-    layers = pipeline.open_archive(path)
-    meta = layers[arc.METADATA]
-    drop = meta["key"].isin([*VOLATILE_KEYS, "config"])  # the config names the output path
-    layers[arc.METADATA] = meta[~drop].reset_index(drop=True)
-    return layers
-
-
 @pytest.mark.skipif(os.name == "nt", reason="a process group and SIGINT as a terminal sends it")
 @pytest.mark.parametrize(
     ("workers", "stop"),
@@ -527,10 +519,7 @@ def test_interrupted_run_exits_keeps_the_done_partitions_and_resumes(
 
     done = subprocess.run([*cmd, "--resume"], cwd=REPO, capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
-    ours, theirs = _comparable(out), _comparable(reference)
-    assert list(ours) == list(theirs)
-    for name in ours:
-        _frames_equal(name, ours[name], theirs[name])
+    _assert_same_contents(out, reference, {*VOLATILE_KEYS, "config"})  # config: output path
     assert not work.exists()
 
 
