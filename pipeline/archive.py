@@ -16,7 +16,6 @@ import os
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
@@ -326,14 +325,70 @@ FIELDS: dict[str, list[tuple[str, str, str, str]]] = {
 }
 
 
-@dataclass
-class GeoStream:
-    """A spatial layer written a chunk at a time: its attributes in memory, its geometries
-    fetched ``chunk_rows`` rows at a time, as WKB, as the layer is written.
+class LayerStream:
+    """A layer written a part at a time, never whole in memory.
 
-    A province's pieces never have to be in memory at once: the partition merge passes the
-    pieces this way, their geometries read from the partitions' GeoParquet files chunk by chunk
-    and handed to GDAL as the WKB they are stored in.
+    The partition merge passes the layers that grow with the parcels this way: each part is
+    merged (one group of counties) and its geometries read from the partitions' GeoParquet
+    files, as WKB, only when the writer asks for it.
+
+    Parameters
+    ----------
+    schema : pyarrow.Schema
+        The fields as written (not the geometry); every part is cast to it.
+    parts : callable
+        ``parts()`` → an iterator of (fields, geometries) for consecutive runs of rows: a
+        DataFrame, and an Arrow binary array of WKB MultiPolygons (see :func:`as_multipolygons`)
+        or None for a table.
+    crs : pyproj.CRS, optional
+        The geometries' CRS; None for a table without geometry.
+    """
+
+    def __init__(
+        self,
+        schema: pa.Schema,
+        parts: Callable[[], Iterator[tuple[pd.DataFrame, pa.Array | None]]],
+        crs: CRS | None = None,
+    ) -> None:
+        self.schema, self.parts, self.crs = schema, parts, crs
+
+    @property
+    def columns(self) -> pd.Index:
+        return pd.Index([*self.schema.names, *(["geometry"] if self.crs is not None else [])])
+
+    def chunks(self) -> Iterator[tuple[pd.DataFrame, pa.Array | None]]:
+        """(fields, WKB) of consecutive runs of rows (at least one, empty for an empty layer)."""
+        empty = True
+        for attrs, wkb in self.parts():
+            empty = False
+            yield attrs, wkb
+        if empty:
+            yield (
+                self.schema.empty_table().to_pandas(),
+                (pa.array([], type=pa.binary()) if self.crs is not None else None),
+            )
+
+    def frames(self) -> Iterator[pd.DataFrame]:
+        """The layer as consecutive GeoDataFrames (DataFrames for a table; see :meth:`chunks`)."""
+        for attrs, wkb in self.chunks():
+            if wkb is None:
+                yield attrs
+            else:
+                geoms = shapely.from_wkb(wkb.to_numpy(zero_copy_only=False))
+                yield gpd.GeoDataFrame(attrs, geometry=geoms, crs=self.crs)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The whole layer in memory."""
+        frames = list(self.frames())
+        if len(frames) == 1:
+            return frames[0]
+        whole = pd.concat(frames, ignore_index=True)
+        return gpd.GeoDataFrame(whole, crs=self.crs) if self.crs is not None else whole
+
+
+class GeoStream(LayerStream):
+    """A spatial layer whose fields are in memory and whose geometries are fetched
+    ``chunk_rows`` rows at a time, as WKB, as the layer is written.
 
     Attributes
     ----------
@@ -348,38 +403,24 @@ class GeoStream:
         Rows per chunk.
     """
 
-    attributes: pd.DataFrame
-    crs: CRS
-    wkb: Callable[[int, int], pa.Array]
-    chunk_rows: int = 100_000
-
-    @property
-    def columns(self) -> pd.Index:
-        return self.attributes.columns.append(pd.Index(["geometry"]))
+    def __init__(
+        self,
+        attributes: pd.DataFrame,
+        crs: CRS,
+        wkb: Callable[[int, int], pa.Array],
+        chunk_rows: int = 100_000,
+    ) -> None:
+        self.attributes, self.wkb, self.chunk_rows = attributes, wkb, chunk_rows
+        super().__init__(_arrow_schema(attributes), self._slices, crs)
 
     def __len__(self) -> int:
         return len(self.attributes)
 
-    def chunks(self) -> Iterator[tuple[pd.DataFrame, pa.Array]]:
-        """(attributes, WKB) of consecutive runs of at most ``chunk_rows`` rows (at least one,
-        empty for an empty layer)."""
+    def _slices(self) -> Iterator[tuple[pd.DataFrame, pa.Array]]:
         n = len(self.attributes)
         for start in range(0, max(n, 1), self.chunk_rows):
             stop = min(start + self.chunk_rows, n)
             yield self.attributes.iloc[start:stop].reset_index(drop=True), self.wkb(start, stop)
-
-    def frames(self) -> Iterator[gpd.GeoDataFrame]:
-        """The layer as consecutive GeoDataFrames (see :meth:`chunks`)."""
-        for attrs, wkb in self.chunks():
-            geoms = shapely.from_wkb(wkb.to_numpy(zero_copy_only=False))
-            yield gpd.GeoDataFrame(attrs, geometry=geoms, crs=self.crs)
-
-    def to_frame(self) -> gpd.GeoDataFrame:
-        """The whole layer in memory."""
-        frames = list(self.frames())
-        if len(frames) == 1:
-            return frames[0]
-        return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=self.crs)
 
 
 def as_multipolygons(geoms: np.ndarray) -> np.ndarray:
@@ -538,8 +579,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _write_layer(path: Path, name: str, frame: pd.DataFrame | GeoStream, *, append: bool) -> None:
-    if isinstance(frame, GeoStream):
+def _write_layer(path: Path, name: str, frame: pd.DataFrame | LayerStream, *, append: bool) -> None:
+    if isinstance(frame, LayerStream):
         _write_stream(path, name, frame, append=append)
         return
     frame = frame.reset_index(drop=True)
@@ -562,11 +603,12 @@ def _write_layer(path: Path, name: str, frame: pd.DataFrame | GeoStream, *, appe
         raise OutputError(f"{path}: cannot write layer {name} ({err})") from err
 
 
-def _write_stream(path: Path, name: str, stream: GeoStream, *, append: bool) -> None:
-    """One spatial layer from a stream of chunks, in one call (one transaction, the spatial
-    index built once at the end by GDAL), holding one chunk in memory at a time."""
-    schema = _arrow_schema(stream.attributes)
-    full = schema.append(pa.field("geometry", pa.binary()))
+def _write_stream(path: Path, name: str, stream: LayerStream, *, append: bool) -> None:
+    """One layer from a stream of chunks, in one call (one transaction; for a spatial layer the
+    spatial index built once at the end by GDAL), holding one chunk in memory at a time."""
+    schema = stream.schema
+    spatial = stream.crs is not None
+    full = schema.append(pa.field("geometry", pa.binary())) if spatial else schema
 
     raised: list[BaseException] = []
 
@@ -574,13 +616,21 @@ def _write_stream(path: Path, name: str, stream: GeoStream, *, append: bool) -> 
         try:
             for attrs, wkb in stream.chunks():
                 table = pa.Table.from_pandas(attrs, schema=schema, preserve_index=False)
-                table = table.append_column(full.field("geometry"), wkb.cast(pa.binary()))
+                if spatial:
+                    table = table.append_column(full.field("geometry"), wkb.cast(pa.binary()))
                 yield from table.to_batches()
         except BaseException as err:  # GDAL would only see "Error while accessing batch"
             raised.append(err)
             raise
 
-    epsg = stream.crs.to_epsg()
+    where: dict[str, object] = {}
+    if spatial:
+        epsg = stream.crs.to_epsg()
+        where = {
+            "geometry_name": "geometry",
+            "geometry_type": "MultiPolygon",
+            "crs": f"EPSG:{epsg}" if epsg else stream.crs.to_wkt("WKT1_GDAL"),
+        }
     try:
         pyogrio.write_arrow(
             pa.RecordBatchReader.from_batches(full, batches()),
@@ -588,10 +638,8 @@ def _write_stream(path: Path, name: str, stream: GeoStream, *, append: bool) -> 
             layer=name,
             driver="GPKG",
             append=append,
-            geometry_name="geometry",
-            geometry_type="MultiPolygon",
-            crs=f"EPSG:{epsg}" if epsg else stream.crs.to_wkt("WKT1_GDAL"),
             layer_options={"IDENTIFIER": LAYER_TITLES.get(name, name)},
+            **where,
         )
     except Exception as err:
         cause = raised[0] if raised else err  # the chunks failed to come, not the writing

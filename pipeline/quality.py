@@ -66,7 +66,10 @@ __all__ = [
     "SLOPE_BREAKS",
     "add_quality",
     "organic_matter_grade",
+    "quality_fields",
+    "quality_rows",
     "quality_summary",
+    "quality_table",
     "slope_degrees",
     "slope_grade",
     "thickness_class",
@@ -819,54 +822,77 @@ def quality_summary(
     names : dict
         County code → county name.
     """
+    return quality_table([quality_rows(pieces, rasters)], names)
+
+
+def quality_fields(rasters: dict[str, RasterSpec] | list[str]) -> list[str]:
+    """The pieces' fields that :func:`quality_rows` reads."""
+    fields = ["XZQDM", "TL", "TBDLMJ"]
+    for name in ordered_rasters(rasters):
+        prefix = raster_prefix(name)
+        fields += [f"{prefix}_FGL", f"{prefix}_PJ"]
+        if name == "dem":
+            fields.append(f"{SLOPE_PREFIX}_PJ")
+        if name in _CLASS_FIELDS:
+            fields.append(_CLASS_FIELDS[name][0])
+    return fields
+
+
+def quality_rows(pieces: pd.DataFrame, rasters: dict[str, RasterSpec] | list[str]) -> pd.DataFrame:
+    """:func:`quality_summary`'s sums over these pieces, per county and soil group and per
+    county (TL = 合计), before the grand total: areas in cents, means as their weights and
+    weighted sums (``_w_<P>``, ``_wv_<P>``). A province is summed one group of counties at a
+    time and finished by :func:`quality_table`."""
     frame = pd.DataFrame({"XZQDM": pieces["XZQDM"].to_numpy(), "TL": pieces["TL"].to_numpy()})
     cents = np.round(pieces["TBDLMJ"].to_numpy(float) * 100).astype(np.int64)
     area = pieces["TBDLMJ"].to_numpy(float)
     frame["TBGS"] = 1
     frame["TBDLMJ"] = cents
-    means: list[tuple[str, str]] = []  # (output prefix, coverage prefix)
-    class_cols: list[str] = []
     for name in ordered_rasters(rasters):
         prefix = raster_prefix(name)
         share = np.nan_to_num(pieces[f"{prefix}_FGL"].to_numpy(float))
-        groups = [(prefix, f"{prefix}_PJ")]
-        if name == "dem":
-            groups.append((SLOPE_PREFIX, f"{SLOPE_PREFIX}_PJ"))
-        for out_prefix, col in groups:
-            value = pieces[col].to_numpy(float)
+        for out_prefix in (prefix, SLOPE_PREFIX) if name == "dem" else (prefix,):
+            value = pieces[f"{out_prefix}_PJ"].to_numpy(float)
             w = np.where(np.isfinite(value), area * share, 0.0)
             frame[f"_w_{out_prefix}"] = w
             frame[f"_wv_{out_prefix}"] = w * np.nan_to_num(value)
-            means.append((out_prefix, prefix))
         if name in _CLASS_FIELDS:
             field, count = _CLASS_FIELDS[name]
             cls = pieces[field].to_numpy(dtype=np.float64, na_value=np.nan)
             for k in range(1, count + 1):
                 frame[f"{field}{k}_MJ"] = np.where(cls == k, cents, 0)
-                class_cols.append(f"{field}{k}_MJ")
             frame[f"{field}_WSJMJ"] = np.where(np.isnan(cls), cents, 0)
-            class_cols.append(f"{field}_WSJMJ")
     sums = frame.columns.drop(["XZQDM", "TL"])
     by_group = frame.groupby(["XZQDM", "TL"], sort=True)[sums].sum().reset_index()
     by_county = frame.groupby("XZQDM", sort=True)[sums].sum().reset_index().assign(TL="合计")
-    parts = [by_group, by_county]
-    if len(frame):
-        parts.append(frame[sums].sum().to_frame().T.assign(XZQDM="合计", TL="合计"))
+    return pd.concat([by_group, by_county], ignore_index=True)
+
+
+def quality_table(parts: list[pd.DataFrame], names: dict[str, str]) -> pd.DataFrame:
+    """The quality summary from :func:`quality_rows` of groups of counties (each county in one):
+    the grand total added up from the county totals, means and areas in their units, in county
+    order."""
     out = pd.concat(parts, ignore_index=True)
+    sums = out.columns.drop(["XZQDM", "TL"])
+    county = out[(out["TL"] == "合计").to_numpy()]
+    if len(county):
+        grand = county[sums].sum().to_frame().T.assign(XZQDM="合计", TL="合计")
+        out = pd.concat([out, grand], ignore_index=True)
     out["XZQMC"] = [names.get(c, "全部" if c == "合计" else "") for c in out["XZQDM"]]
     cols = ["XZQDM", "XZQMC", "TL", "TBGS", "TBDLMJ"]
     result = out[cols].copy()
     result["TBGS"] = result["TBGS"].astype(np.int64)
     result["TBDLMJ"] = out["TBDLMJ"].to_numpy(np.int64) / 100
     with np.errstate(invalid="ignore", divide="ignore"):
-        for out_prefix, cover_prefix in means:
-            w = out[f"_w_{out_prefix}"].to_numpy(float)
+        for col in [c for c in sums if c.startswith("_w_")]:
+            out_prefix = col[len("_w_") :]
+            w = out[col].to_numpy(float)
             result[f"{out_prefix}_PJ"] = np.where(
                 w > 0, out[f"_wv_{out_prefix}"].to_numpy(float) / w, np.nan
             ).round(2)
-            if out_prefix == cover_prefix:
+            if out_prefix != SLOPE_PREFIX:  # the slope's coverage is the DEM's
                 result[f"{out_prefix}_FGMJ"] = w.round(2)
-    for col in class_cols:
+    for col in [c for c in sums if c.endswith("_MJ") or c.endswith("_WSJMJ")]:
         result[col] = out[col].to_numpy(np.int64) / 100
     grand = (result["XZQDM"] == "合计").to_numpy()
     total = (result["TL"] == "合计").to_numpy()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -54,7 +55,7 @@ from .protection import (
     balance_from_cents,
 )
 from .qa import QALog, as_text, clean_polygons
-from .quality import add_quality, quality_summary
+from .quality import add_quality, quality_fields, quality_rows, quality_table
 from .soil_raster import soil_from_raster
 from .sources import FID, describe, layer_fingerprint, read_layer
 from .survey import (
@@ -636,18 +637,41 @@ class PartialResult:
     read_keys: dict[str, list[str]] = field(default_factory=dict)
     used_keys: dict[str, list[str]] = field(default_factory=dict)
     empty: str | None = None
-    #: spatial layers read back without their geometry: layer → its GeoParquet file
+    #: layers read back from the work folder: layer → its (Geo)Parquet file, read when merged
     sources: dict[str, str] = field(default_factory=dict)
+    #: the spatial layers among ``sources``
+    geo: list[str] = field(default_factory=list)
+
+    def has(self, name: str) -> bool:
+        return name in self.layers or name in self.sources
+
+    def layer_names(self) -> list[str]:
+        """The layers, in the order the partition wrote them."""
+        return [*self.layers, *(n for n in self.sources if n not in self.layers)]
 
     def is_spatial(self, name: str) -> bool:
-        return name in self.sources or isinstance(self.layers.get(name), gpd.GeoDataFrame)
+        return name in self.geo or isinstance(self.layers.get(name), gpd.GeoDataFrame)
 
-    def release(self, name: str) -> None:
-        """Drop a layer's rows once the merge holds a copy (keeping its columns), unless its
-        geometries are still to be read from here rather than from a file."""
-        frame = self.layers.get(name)
-        if frame is not None and (name in self.sources or not self.is_spatial(name)):
-            self.layers[name] = frame.iloc[:0]
+    def fields(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """A layer's fields (all, or ``columns``), without its geometry: read from its file,
+        or a copy of the frame in memory."""
+        if name in self.sources:
+            path = self.sources[name]
+            if columns is None:
+                columns = [c for c in pq.read_schema(path).names if c != "geometry"]
+            return pd.read_parquet(path, columns=columns)
+        frame = self.layers[name]
+        if columns is None:
+            columns = [c for c in frame.columns if c != "geometry"]
+        return pd.DataFrame(frame[columns])
+
+    def schema(self, name: str) -> tuple[pa.Schema, int]:
+        """A layer's fields as an Arrow schema (with the geometry, if any), and its rows."""
+        if name in self.sources:
+            meta = pq.read_metadata(self.sources[name])
+            return meta.schema.to_arrow_schema(), meta.num_rows
+        frame = self.fields(name)
+        return pa.Schema.from_pandas(frame, preserve_index=False), len(frame)
 
 
 #: the partial layer of the surveyed parcels' counties and official areas
@@ -763,31 +787,20 @@ def _finish(
     t0 = time.perf_counter()
     merged = merge_partials(cfg, partials)
     timings = {**merged.timings, **(merge_timings or {})}
-    pieces, balance, names = merged.pieces, merged.balance, merged.names
-    qa_frame = merged.qa
-    quality_layers = {}
-    if cfg.inputs.rasters:
-        t_q = time.perf_counter()
-        quality_layers[arc.QUALITY_SUMMARY] = quality_summary(
-            pieces.attributes, cfg.inputs.rasters, names
-        )
-        timings["quality"] = timings.get("quality", 0.0) + time.perf_counter() - t_q
-    conservation = _conservation(balance)
-    summary = county_summary(pieces.attributes, balance, names)
-    reconciliation = _reconcile(balance, merged.parcels)
-    counts = {**merged.counts, "qa_rows": len(qa_frame)}
+    counts = {**merged.counts, "qa_rows": len(merged.qa)}
+    conservation, reconciliation = merged.conservation, merged.reconciliation
     timings["merge"] = time.perf_counter() - t0
     timings.setdefault("summaries", 0.0)
     meta = _metadata(cfg, merged.crs, counts, timings, conservation, reconciliation, merged.status)
-    county_layer = _county_boundaries(cfg, merged.crs, set(balance["XZQDM"].unique()))
+    county_layer = _county_boundaries(cfg, merged.crs, merged.counties)
     layers = {
-        arc.PIECES: pieces,
-        arc.BALANCE: balance,
-        arc.COUNTY_SUMMARY: summary,
+        arc.PIECES: merged.pieces,
+        arc.BALANCE: merged.balance,
+        arc.COUNTY_SUMMARY: merged.summary,
         **({arc.COUNTIES: county_layer} if county_layer is not None else {}),
-        **quality_layers,
+        **({arc.QUALITY_SUMMARY: merged.quality} if merged.quality is not None else {}),
         **merged.protection,
-        arc.QA_LOG: qa_frame,
+        arc.QA_LOG: merged.qa,
         arc.METADATA: meta,
     }
     layers[arc.DICTIONARY] = arc.field_dictionary(layers=layers)
@@ -809,6 +822,7 @@ def _finish(
         raise InvariantError(
             f"{cfg.output.path}: county totals do not reconcile with the input TBMJ"
         )
+    qa_frame = merged.qa
     qa_summary = (
         qa_frame.groupby(["layer", "check", "action"], sort=False)
         .size()
@@ -817,7 +831,7 @@ def _finish(
         if len(qa_frame)
         else pd.DataFrame(columns=["layer", "check", "action", "count"])
     )
-    return SurveyOutcome(cfg.output.path, counts, summary, conservation, qa_summary, timings)
+    return SurveyOutcome(cfg.output.path, counts, merged.summary, conservation, qa_summary, timings)
 
 
 def _county_boundaries(cfg: SurveyConfig, crs: CRS, codes: set[str]) -> gpd.GeoDataFrame | None:
@@ -939,14 +953,30 @@ def county_summary(
     """Black-soil farmland per county and soil group, with county totals (TL = 合计) and a
     grand total (XZQDM = 合计), in m², 公顷 and 亩 (``pieces``: HTGDTB's fields; a geometry
     column is ignored)."""
-    frame = pd.DataFrame(pieces.drop(columns="geometry", errors="ignore"))
-    zone_cols = [c for c in PROTECTION_SUMMARY if c in frame]
-    if "JBNT_MJ" in frame:
-        frame["DNRHX_MJ"] = frame["TBDLMJ"] - frame["JBNT_MJ"]
+    columns = list(pieces.columns)
+    return county_table([county_rows(pieces, balance, columns)], columns, names)
+
+
+def _zone_columns(columns: list[str]) -> list[str]:
+    """The protection areas of the pieces' ``columns`` that the county summary adds up."""
+    zone_cols = [c for c in PROTECTION_SUMMARY if c in columns]
+    if "JBNT_MJ" in columns:
         zone_cols.insert(1, "DNRHX_MJ")
+    return zone_cols
+
+
+def county_rows(pieces: pd.DataFrame, balance: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """:func:`county_summary`'s rows of these counties (per soil group and per county, areas in
+    cents), before the grand total. A province is summed one group of counties at a time (each
+    county in one group, its pieces and balance rows whole) and finished by
+    :func:`county_table`; ``columns``: the pieces' fields."""
+    zone_cols = _zone_columns(columns)
+    frame = pd.DataFrame(pieces.drop(columns="geometry", errors="ignore"))
+    if "DNRHX_MJ" in zone_cols:
+        frame["DNRHX_MJ"] = frame["TBDLMJ"] - frame["JBNT_MJ"]
     # sum in integer cents so that the totals are exact
     for col in ("TBMJ", "TBDLMJ", *zone_cols):
-        frame[col] = np.round(frame[col].to_numpy() * 100).astype(np.int64)
+        frame[col] = np.round(frame[col].to_numpy(float) * 100).astype(np.int64)
     agg = {
         "TBGS": ("DABH", "size"),
         "YTBGS": ("BSM", "nunique"),
@@ -957,64 +987,48 @@ def county_summary(
     }
     by_group = frame.groupby(["XZQDM", "TL"], sort=True).agg(**agg).reset_index()
     by_county = frame.groupby("XZQDM", sort=True).agg(**agg).reset_index().assign(TL="合计")
-    total = frame.agg(**{k: v for k, v in agg.items()}).T if len(frame) else None
-    parts = [by_group, by_county]
-    if total is not None:
-        grand = pd.DataFrame(
-            [
-                {
-                    "XZQDM": "合计",
-                    "TL": "合计",
-                    "TBGS": len(frame),
-                    "YTBGS": frame["BSM"].nunique(),
-                    "MJ": frame["MJ"].sum(),
-                    "TBMJ": frame["TBMJ"].sum(),
-                    "TBDLMJ": frame["TBDLMJ"].sum(),
-                    **{c: frame[c].sum() for c in zone_cols},
-                }
-            ]
-        )
-        parts.append(grand)
-    out = pd.concat(parts, ignore_index=True)
+    out = pd.concat([by_group, by_county], ignore_index=True)
     # counties with cultivated land but no black soil still get a 合计 row
-    bal = balance.assign(
-        TBMJ_c=np.round(balance["TBMJ"].to_numpy() * 100).astype(np.int64),
-        TBDLMJ_c=np.round(balance["TBDLMJ"].to_numpy() * 100).astype(np.int64),
+    bal = pd.DataFrame(
+        {
+            "XZQDM": balance["XZQDM"].to_numpy(),
+            "GDTBMJ": np.round(balance["TBMJ"].to_numpy(float) * 100).astype(np.int64),
+            "GDTBDLMJ": np.round(balance["TBDLMJ"].to_numpy(float) * 100).astype(np.int64),
+        }
     )
-    cult = bal.groupby("XZQDM").agg(GDTBMJ=("TBMJ_c", "sum"), GDTBDLMJ=("TBDLMJ_c", "sum"))
-    cult.loc["合计"] = cult.sum()
+    cult = bal.groupby("XZQDM").sum()
     missing = sorted(set(cult.index) - set(out["XZQDM"]))
     if missing:
-        out = pd.concat(
-            [
-                out,
-                pd.DataFrame(
-                    {
-                        "XZQDM": missing,
-                        "TL": "合计",
-                        "TBGS": 0,
-                        "YTBGS": 0,
-                        "MJ": 0.0,
-                        "TBMJ": 0,
-                        "TBDLMJ": 0,
-                        **{c: 0 for c in zone_cols},
-                    }
-                ),
-            ],
-            ignore_index=True,
+        zeros = {"TBGS": 0, "YTBGS": 0, "MJ": 0.0, "TBMJ": 0, "TBDLMJ": 0}
+        extra = pd.DataFrame(
+            {"XZQDM": missing, "TL": "合计", **zeros, **dict.fromkeys(zone_cols, 0)}
         )
+        out = pd.concat([out, extra], ignore_index=True)
+    is_total = (out["TL"] == "合计").to_numpy()
+    for col in ("GDTBMJ", "GDTBDLMJ"):
+        out[col] = np.where(is_total, out["XZQDM"].map(cult[col]).fillna(0), 0).astype(np.int64)
+    return out
+
+
+def county_table(
+    parts: list[pd.DataFrame], columns: list[str], names: dict[str, str]
+) -> pd.DataFrame:
+    """The county summary from :func:`county_rows` of groups of counties: the grand total
+    (XZQDM = 合计) added up from the county totals, areas in m², 公顷 and 亩, in county order."""
+    zone_cols = _zone_columns(columns)
+    out = pd.concat(parts, ignore_index=True)
+    sums = ["TBGS", "YTBGS", "MJ", "TBMJ", "TBDLMJ", *zone_cols, "GDTBMJ", "GDTBDLMJ"]
+    county = out[(out["TL"] == "合计").to_numpy()]
+    grand = {c: county[c].sum() if len(county) else 0 for c in sums}
+    out = pd.concat(
+        [out, pd.DataFrame([{"XZQDM": "合计", "TL": "合计", **grand}])], ignore_index=True
+    )
     out["XZQMC"] = [names.get(c, "全部" if c == "合计" else "") for c in out["XZQDM"]]
     is_total = (out["TL"] == "合计").to_numpy()
-    out["GDTBMJ"] = np.where(is_total, out["XZQDM"].map(cult["GDTBMJ"]).fillna(0), 0).astype(
-        np.int64
-    )
-    out["GDTBDLMJ"] = np.where(is_total, out["XZQDM"].map(cult["GDTBDLMJ"]).fillna(0), 0).astype(
-        np.int64
-    )
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(is_total & (out["GDTBDLMJ"] > 0), out["TBDLMJ"] / out["GDTBDLMJ"], np.nan)
     for col in ("TBMJ", "TBDLMJ", "GDTBMJ", "GDTBDLMJ", *zone_cols):
-        out[col] = out[col].to_numpy() / 100
+        out[col] = out[col].to_numpy(np.int64) / 100
     out["TBDLMJ_GQ"] = out["TBDLMJ"] / M2_PER_HECTARE
     out["TBDLMJ_MU"] = out["TBDLMJ"] / M2_PER_MU
     out["HTZB"] = share
@@ -1476,24 +1490,14 @@ def _is_done(folder: Path, stamp: str) -> bool:
 
 
 def _read_partial(folder: Path) -> PartialResult:
-    """A partition's results from its work folder; spatial layers without their geometries
-    (the merge streams those from the files as it writes the archive)."""
+    """A partition's results in its work folder, by reference: the merge reads each layer's
+    rows from its file when it needs them."""
     info = json.loads((folder / "partial.json").read_text(encoding="utf-8"))
-    layers: dict[str, pd.DataFrame] = {}
-    sources: dict[str, str] = {}
-    for name in info["layers"]:
-        path = folder / f"{name}.parquet"
-        if name in info["geo"]:
-            columns = [c for c in pq.read_schema(path).names if c != "geometry"]
-            layers[name] = pd.read_parquet(path, columns=columns)
-            sources[name] = str(path)
-        else:
-            layers[name] = pd.read_parquet(path)
     return PartialResult(
-        sources=sources,
+        sources={name: str(folder / f"{name}.parquet") for name in info["layers"]},
+        geo=list(info["geo"]),
         name=info["name"],
         crs=info["crs"],
-        layers=layers,
         counts=info["counts"],
         timings=info["timings"],
         status=info["status"],
@@ -1646,18 +1650,25 @@ def _interrupted_message(done: int, total: int, workdir: Path) -> str:
 
 @dataclass
 class Merged:
-    """The partitions' results merged into the archive's layers (before the summaries).
+    """The partitions' results merged into the archive's layers and summaries.
 
-    The spatial layers are :class:`pipeline.archive.GeoStream` s: their fields in memory,
-    their geometries read from the partitions chunk by chunk as the archive is written.
+    The layers that grow with the parcels (HTGDTB, the balance, the layers whose rows follow the
+    pieces) are :class:`pipeline.archive.LayerStream` s: merged one group of counties at a time
+    as the archive is written, their geometries read from the partitions' files, so the merge
+    holds one group's rows (a county, where partitions are counties), not the province's. The
+    small layers (per project, per change parcel, the QA log) are merged whole.
     """
 
     crs: CRS
-    pieces: arc.GeoStream
-    balance: pd.DataFrame
-    protection: dict[str, pd.DataFrame | arc.GeoStream]
+    pieces: arc.LayerStream
+    balance: arc.LayerStream
+    protection: dict[str, pd.DataFrame | arc.LayerStream]
     qa: pd.DataFrame
-    parcels: pd.DataFrame
+    summary: pd.DataFrame
+    quality: pd.DataFrame | None
+    conservation: dict[str, object]
+    reconciliation: dict[str, object]
+    counties: set[str]
     counts: dict[str, int]
     timings: dict[str, float]
     status: dict[str, str]
@@ -1670,6 +1681,10 @@ _BY_PIECE = (arc.OUTSIDE_FARMLAND, arc.ZONING_CONFLICTS, arc.OCCUPATION)
 _ZONE_ORDER = {"城镇开发边界": 0, "生态保护红线": 1}
 #: the columns that tie a merged row of a spatial layer to its partition and row there
 _SOURCE = ["_k", "_row"]
+#: the pieces' order in the archive (after the county)
+_SORT_KEYS = ("XZQDM", "BSM", "TRBM")
+#: rows per chunk handed to the archive writer
+_CHUNK_ROWS = 100_000
 
 
 def output_crs(cfg: SurveyConfig, crss: list[str]) -> CRS:
@@ -1693,9 +1708,10 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
     Pieces are ordered by (county, BSM, soil polygon) and numbered (DABH) per county again, the
     layers that refer to pieces follow the new numbers, per-county and per-project tables are
     added up, QA rows that several partitions logged for one shared feature are kept once, and
-    the spatial layers are reprojected to the output CRS as they are written. Only fields are
-    held in memory: the geometries stay in the partitions until the archive is written. One
-    partition comes out as it went in.
+    the spatial layers are reprojected to the output CRS as they are written. The summaries are
+    added up here, one group of counties at a time (:func:`_merge_groups`); the layers that grow
+    with the parcels are merged again, group by group, as the archive is written. One partition
+    comes out as it went in.
 
     Raises
     ------
@@ -1707,58 +1723,303 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
         raise InputError(partials[0].empty if partials else "no partitions")
     crs = output_crs(cfg, [p.crs for p in full])
     single = len(partials) == 1
-
-    # pieces: concatenated, sorted stably, renumbered per county
-    pieces = _fields(full, arc.PIECES)
-    order = np.lexsort(
-        (
-            pieces["TRBM"].to_numpy().astype(str),
-            pieces["BSM"].to_numpy().astype(str),
-            pieces["XZQDM"].to_numpy().astype(str),
-        )
-    )
-    pieces = pieces.iloc[order].reset_index(drop=True)
-    before = pieces[["_k", "DABH"]].copy()
-    seq = pieces.groupby("XZQDM", sort=False).cumcount() + 1
-    pieces["DABH"] = (
-        "HT" + pieces["XZQDM"].astype(str) + str(cfg.year) + seq.astype(str).str.zfill(7)
-    )
-    renumber: pd.Series | None = None  # source key → new DABH, built when a layer needs it
-
-    balance = _rows(full, arc.BALANCE)
-    order = np.lexsort((balance["BSM"].to_numpy().astype(str), balance["XZQDM"].to_numpy()))
-    balance = balance.iloc[order].reset_index(drop=True)
-
-    protection: dict[str, pd.DataFrame | arc.GeoStream] = {}
-    names = {}
+    names: dict[str, str] = {}
     for p in full:
         names.update(p.names)
+    merge = _GroupMerge(full, cfg.year, crs, single, names)
+    timings = _merge_timings(partials)
+
+    # the summaries and checks, a group of counties at a time
+    columns = merge.schemas[arc.PIECES].names
+    rasters = cfg.inputs.rasters
+    summary, quality, conservation, reconciliation = [], [], [], []
+    counties: set[str] = set()
+    t_q = 0.0
+    needed = [
+        c
+        for c in (
+            "BSM",
+            "TL",
+            "MJ",
+            "TBMJ",
+            "TBDLMJ",
+            *PROTECTION_SUMMARY,
+            *quality_fields(rasters),
+        )
+        if c in columns
+    ]
+    for g in range(len(merge.groups)):
+        pieces = merge.pieces(g, needed)
+        balance = merge.balance(g)
+        summary.append(county_rows(pieces, balance, columns))
+        if rasters:
+            t = time.perf_counter()
+            quality.append(quality_rows(pieces, rasters))
+            t_q += time.perf_counter() - t
+        conservation.append(_conservation(balance))
+        reconciliation.append(_reconcile(balance, merge.fields(g, _PARCELS)))
+        counties.update(balance["XZQDM"].astype(str))
+        del pieces, balance
+    if rasters:
+        t = time.perf_counter()
+        quality_frame = quality_table(quality, names)
+        timings["quality"] = timings.get("quality", 0.0) + t_q + time.perf_counter() - t
+
+    protection: dict[str, pd.DataFrame | arc.LayerStream] = {}
     for name in _protection_layers(full):
-        frame = _fields(full, name)
         if name in _BY_PIECE:
-            if renumber is None:
-                renumber = pd.Series(pieces["DABH"].to_numpy(), index=_source_keys(before))
-            frame["DABH"] = pd.Series(_source_keys(frame)).map(renumber).to_numpy()
-        frame = _merge_protection(name, frame, single, names)
-        if any(p.is_spatial(name) for p in full if name in p.layers):
+            protection[name] = merge.stream(name)
+            continue
+        frame = _merge_protection(name, _fields(full, name), single, names)
+        if any(p.is_spatial(name) for p in full if p.has(name)):
             protection[name] = _stream(frame, full, name, crs)
         else:
             protection[name] = frame.drop(columns=_SOURCE, errors="ignore")
 
-    qa = _merge_qa(partials)
-    parcels = _rows(full, _PARCELS)
     return Merged(
         crs=crs,
-        pieces=_stream(pieces, full, arc.PIECES, crs),
-        balance=balance,
+        pieces=merge.stream(arc.PIECES),
+        balance=merge.stream(arc.BALANCE),
         protection=protection,
-        qa=qa,
-        parcels=parcels,
+        qa=_merge_qa(partials),
+        summary=county_table(summary, columns, names),
+        quality=quality_frame if rasters else None,
+        conservation=_combine_conservation(conservation),
+        reconciliation={
+            "passed": all(r["passed"] for r in reconciliation),
+            "counties": {k: v for r in reconciliation for k, v in r["counties"].items()},
+        },
+        counties=counties,
         counts=_merge_counts(partials, single),
-        timings=_merge_timings(partials),
+        timings=timings,
         status=dict(full[0].status),
         names=names,
     )
+
+
+def _merge_groups(partials: list[PartialResult]) -> list[list[int]]:
+    """The partitions (their indexes) merged together, in the archive's order: each group holds
+    whole counties (every partition with rows of a county), and no other group's county codes
+    fall among its own, so that merging the groups one after another gives the province's
+    order. With partitions by county, each county (or the parts of a large one) is a group."""
+    spans = []
+    for k, p in enumerate(partials):
+        codes: set[str] = set()
+        for name in (arc.PIECES, arc.BALANCE):
+            if p.has(name):
+                codes.update(str(c) for c in p.fields(name, ["XZQDM"])["XZQDM"].unique())
+        if codes:
+            spans.append((min(codes), max(codes), k))
+    groups: list[list[int]] = []
+    top = ""
+    for low, high, k in sorted(spans):
+        if groups and low <= top:
+            groups[-1].append(k)
+            top = max(top, high)
+        else:
+            groups.append([k])
+            top = high
+    return [sorted(g) for g in groups]
+
+
+class _GroupMerge:
+    """The layers of the partitions merged one group of counties (:func:`_merge_groups`) at a
+    time, each group's rows read from the partitions when needed."""
+
+    def __init__(
+        self,
+        partials: list[PartialResult],
+        year: int,
+        crs: CRS,
+        single: bool,
+        names: dict[str, str],
+    ) -> None:
+        self.partials, self.year, self.crs, self.single, self.names = (
+            partials,
+            year,
+            crs,
+            single,
+            names,
+        )
+        self.groups = _merge_groups(partials)
+        #: per group, the sorted pieces' positions; per partition, its pieces' new numbers
+        self.order: dict[int, np.ndarray] = {}
+        self.seq: dict[int, np.ndarray] = {}
+        self.schemas = {
+            name: _layer_schema(partials, name)
+            for name in (arc.PIECES, arc.BALANCE, *_BY_PIECE)
+            if any(p.has(name) for p in partials)
+        }
+
+    def fields(self, g: int, name: str, columns: list[str] | None = None) -> pd.DataFrame | None:
+        """A layer's fields in group ``g``'s partitions, one after another, with the partition
+        and row each comes from (``_k``, ``_row``: where its geometry is); None if none has
+        the layer."""
+        frames = []
+        for k in self.groups[g]:
+            p = self.partials[k]
+            if p.has(name):
+                frame = p.fields(name, columns)
+                frame["_k"] = k
+                frame["_row"] = np.arange(len(frame))
+                frames.append(frame)
+        return _concat(frames) if frames else None
+
+    def pieces(self, g: int, columns: list[str] | None = None) -> pd.DataFrame:
+        """Group ``g``'s pieces (all fields, or ``columns`` and the sort keys) sorted by
+        (county, BSM, soil polygon) and numbered (DABH) per county again.
+
+        The first call sorts them and keeps their order and new numbers (8 bytes a piece), for
+        the pieces layer and the layers that refer to pieces, written later."""
+        if columns is not None:
+            columns = list(dict.fromkeys([*_SORT_KEYS, "DABH", *columns]))
+        pieces = self.fields(g, arc.PIECES, columns)
+        if g not in self.order:
+            self.order[g] = np.lexsort(
+                [pieces[c].to_numpy().astype(str) for c in reversed(_SORT_KEYS)]
+            ).astype(np.int32)
+            pieces = pieces.iloc[self.order[g]].reset_index(drop=True)
+            seq = pieces.groupby("XZQDM", sort=False).cumcount().to_numpy(np.int32) + 1
+            k, row = pieces["_k"].to_numpy(), pieces["_row"].to_numpy()
+            for member in self.groups[g]:
+                own = np.zeros(self.partials[member].schema(arc.PIECES)[1], np.int32)
+                at = k == member
+                own[row[at]] = seq[at]
+                self.seq[member] = own
+        else:
+            pieces = pieces.iloc[self.order[g]].reset_index(drop=True)
+            seq = self._seq(pieces["_k"].to_numpy(), pieces["_row"].to_numpy())
+        pieces["DABH"] = self._numbers(pieces["XZQDM"].to_numpy(), seq)
+        return pieces
+
+    def _seq(self, k: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """The new numbers (per county) of the pieces at (partition, row)."""
+        seq = np.zeros(len(k), np.int32)
+        for member in np.unique(k).tolist():
+            at = k == member
+            seq[at] = self.seq[member][row[at]]
+        return seq
+
+    def _numbers(self, counties: np.ndarray, seq: np.ndarray) -> pd.Series:
+        """DABH: HT, county code, survey year, number in the county (7 digits)."""
+        return (
+            "HT"
+            + pd.Series(counties).astype(str)
+            + str(self.year)
+            + pd.Series(seq).astype(str).str.zfill(7)
+        ).to_numpy()
+
+    def balance(self, g: int) -> pd.DataFrame:
+        """Group ``g``'s balance rows, sorted by (county, BSM)."""
+        balance = self.fields(g, arc.BALANCE)
+        order = np.lexsort((balance["BSM"].to_numpy().astype(str), balance["XZQDM"].to_numpy()))
+        return balance.iloc[order].reset_index(drop=True)
+
+    def layer(self, g: int, name: str) -> pd.DataFrame | None:
+        """Group ``g``'s rows of a layer that follows the pieces, with the pieces' new numbers,
+        in the order a single run gives."""
+        frame = self.fields(g, name)
+        if frame is None or not len(frame):
+            return None
+        k = frame["_k"].to_numpy()
+        dabh = np.full(len(frame), None, dtype=object)
+        for member in np.unique(k).tolist():
+            at = np.flatnonzero(k == member)
+            own = self.partials[member].fields(arc.PIECES, ["DABH", "XZQDM"])
+            row = pd.Index(own["DABH"]).get_indexer(frame["DABH"].to_numpy()[at])
+            known = row >= 0
+            counties = own["XZQDM"].to_numpy()[row[known]]
+            seq = self.seq[member][row[known]]
+            dabh[at[known]] = self._numbers(counties, seq)
+        frame["DABH"] = dabh
+        return _merge_protection(name, frame, self.single, self.names)
+
+    def stream(self, name: str) -> arc.LayerStream:
+        """A layer merged group by group as it is written. HTGD_GHCT lists the zone kinds one
+        after another, each over all the counties."""
+        spatial = any(p.is_spatial(name) for p in self.partials if p.has(name))
+        if name == arc.PIECES:
+            rows: Callable[[int], pd.DataFrame | None] = self.pieces
+        elif name == arc.BALANCE:
+            rows = self.balance
+        else:
+            rows = functools.partial(self.layer, name=name)
+        kinds = self._zone_kinds() if name == arc.ZONING_CONFLICTS else [None]
+
+        def parts() -> Iterator[tuple[pd.DataFrame, pa.Array | None]]:
+            for kind in kinds:
+                for g in range(len(self.groups)):
+                    frame = rows(g)
+                    if frame is None:
+                        continue
+                    if kind is not None:
+                        frame = frame[_zone_rank(frame) == kind].reset_index(drop=True)
+                    if len(frame):
+                        yield from self._chunks(frame, name, spatial)
+
+        schema = self.schemas[name]
+        return arc.LayerStream(schema, parts, self.crs if spatial else None)
+
+    def _zone_kinds(self) -> list[int]:
+        """The ranks (:data:`_ZONE_ORDER`) of the zone kinds in HTGD_GHCT, in order."""
+        found: set[int] = set()
+        for p in self.partials:
+            if p.has(arc.ZONING_CONFLICTS):
+                found.update(_zone_rank(p.fields(arc.ZONING_CONFLICTS, ["FQLX"])).tolist())
+        return sorted(found)
+
+    def _chunks(
+        self, frame: pd.DataFrame, name: str, spatial: bool
+    ) -> Iterator[tuple[pd.DataFrame, pa.Array | None]]:
+        geometries = (
+            _Geometries(
+                self.partials, name, frame["_k"].to_numpy(), frame["_row"].to_numpy(), self.crs
+            )
+            if spatial
+            else None
+        )
+        attrs = frame.drop(columns=_SOURCE)
+        for start in range(0, len(frame), _CHUNK_ROWS):
+            stop = min(start + _CHUNK_ROWS, len(frame))
+            chunk = attrs.iloc[start:stop].reset_index(drop=True)
+            yield chunk, geometries(start, stop) if geometries is not None else None
+
+
+def _zone_rank(frame: pd.DataFrame) -> np.ndarray:
+    """HTGD_GHCT's zone kinds as their rank in :data:`_ZONE_ORDER` (others last)."""
+    return frame["FQLX"].map(_ZONE_ORDER).fillna(9).to_numpy().astype(int)
+
+
+def _layer_schema(partials: list[PartialResult], name: str) -> pa.Schema:
+    """A layer's fields (not its geometry) as the archive writes them: the columns of the first
+    partition with rows, their types over all partitions with rows (a column with no value in
+    any: text)."""
+    found = [p.schema(name) for p in partials if p.has(name)]
+    with_rows = [schema for schema, n in found if n] or [found[0][0]]
+    unified = pa.unify_schemas(
+        [s.remove_metadata() for s in with_rows], promote_options="permissive"
+    )
+    fields = []
+    for f in with_rows[0].remove_metadata():
+        if f.name in ("geometry", *_SOURCE):
+            continue
+        kind = unified.field(f.name).type
+        fields.append(pa.field(f.name, pa.string() if pa.types.is_null(kind) else kind))
+    return pa.schema(fields)
+
+
+def _combine_conservation(parts: list[dict[str, object]]) -> dict[str, object]:
+    """:func:`_conservation` of groups of parcels, for all of them."""
+    unbalanced = sum(int(c["unbalanced"]) for c in parts)
+    rel = [float(c["max_rel_error"]) for c in parts]
+    return {
+        "parcels": sum(int(c["parcels"]) for c in parts),
+        "unbalanced": unbalanced,
+        "max_rel_error": float(np.nanmax(rel)) if rel else 0.0,
+        "tolerance": CONSERVATION_TOLERANCE,
+        "floor_m2": CONSERVATION_FLOOR_M2,
+        "passed": unbalanced == 0,
+    }
 
 
 def _fields(partials: list[PartialResult], name: str) -> pd.DataFrame:
@@ -1766,24 +2027,18 @@ def _fields(partials: list[PartialResult], name: str) -> pd.DataFrame:
     comes from (``_k``, ``_row``: where its geometry is)."""
     frames = []
     for k, p in enumerate(partials):
-        if name not in p.layers:
+        if not p.has(name):
             continue
-        frame = pd.DataFrame(p.layers[name].drop(columns="geometry", errors="ignore"))
+        frame = p.fields(name)
         frame["_k"] = k
         frame["_row"] = np.arange(len(frame))
         frames.append(frame)
-    merged = _concat(frames)
-    for p in partials:
-        p.release(name)
-    return merged
+    return _concat(frames)
 
 
 def _rows(partials: list[PartialResult], name: str) -> pd.DataFrame:
-    """A non-spatial layer of all partitions, one after another (released from them)."""
-    merged = _concat([p.layers[name] for p in partials])
-    for p in partials:
-        p.release(name)
-    return merged
+    """A non-spatial layer of all partitions, one after another."""
+    return _concat([p.fields(name) for p in partials if p.has(name)])
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -1791,12 +2046,6 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     columns would turn the others' compact text columns into Python objects (3x the memory)."""
     full = [f for f in frames if len(f)] or frames[:1]
     return full[0] if len(full) == 1 else pd.concat(full, ignore_index=True)
-
-
-def _source_keys(frame: pd.DataFrame) -> np.ndarray:
-    """``<partition>|<DABH there>``: a piece's number before the merge renumbers it."""
-    keys = np.char.add(frame["_k"].to_numpy().astype(str), "|")
-    return np.char.add(keys, frame["DABH"].to_numpy().astype(str))
 
 
 def _stream(
@@ -1812,8 +2061,8 @@ class _Geometries:
 
     A partition's geometries are read from its GeoParquet file (WKB MultiPolygons, passed on as
     they are) when a chunk first needs them and dropped after the last row that needs them, so
-    with partitions by county (whose pieces are consecutive in the archive) one partition is in
-    memory at a time. Rows of a partition in another CRS are reprojected chunk by chunk.
+    one partition of a group is in memory at a time where its rows are consecutive. Rows of a
+    partition in another CRS are reprojected chunk by chunk.
     """
 
     def __init__(
@@ -1861,7 +2110,7 @@ def _protection_layers(partials: list[PartialResult]) -> list[str]:
     skip = {arc.PIECES, arc.BALANCE, arc.QA_LOG, _PARCELS}
     seen: list[str] = []
     for p in partials:
-        for name in p.layers:
+        for name in p.layer_names():
             if name not in skip and name not in seen:
                 seen.append(name)
     return seen
@@ -1989,7 +2238,7 @@ def write_parquet_archive(
             if name == arc.PIECES:
                 _write_by_county(tmp / name, frame)
                 continue
-            if isinstance(frame, arc.GeoStream):
+            if isinstance(frame, arc.LayerStream):
                 frame = frame.to_frame()
             frame = frame.reset_index(drop=True)
             if isinstance(frame, gpd.GeoDataFrame):
@@ -2009,11 +2258,11 @@ def write_parquet_archive(
     return path
 
 
-def _write_by_county(folder: Path, pieces: gpd.GeoDataFrame | arc.GeoStream) -> None:
+def _write_by_county(folder: Path, pieces: gpd.GeoDataFrame | arc.LayerStream) -> None:
     """HTGDTB as one GeoParquet file per county; a stream (in county order) is written as it
     comes, one county in memory at a time."""
     folder.mkdir()
-    chunks = pieces.frames() if isinstance(pieces, arc.GeoStream) else [pieces]
+    chunks = pieces.frames() if isinstance(pieces, arc.LayerStream) else [pieces]
     code, pending = None, []
 
     def flush() -> None:

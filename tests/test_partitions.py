@@ -16,6 +16,7 @@ import sys
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import shapely
 from geopandas.testing import assert_geodataframe_equal
@@ -620,9 +621,9 @@ def test_config_keys(job, tmp_path):
         pipeline.load_config(job.write(output={"path": "x.gpkg", "crs": "EPSG:99999999"}))
 
 
-def test_merge_keeps_text_columns_compact_and_releases_the_partitions():
+def test_merge_keeps_text_columns_compact():
     """A partition without pieces has untyped columns; merged with the others they must not
-    turn the text columns into Python objects, and the merge drops the partitions' copies."""
+    turn the text columns into Python objects."""
     from pipeline.runner import PartialResult, _fields, _rows
 
     full = pd.DataFrame({"BSM": pd.array(["1", "2"], dtype="str"), "MJ": [1.0, 2.0]})
@@ -634,4 +635,66 @@ def test_merge_keeps_text_columns_compact_and_releases_the_partitions():
     merged = _fields(parts, "T")
     assert merged["BSM"].dtype == "str" and merged["_k"].tolist() == [1, 1]
     assert _rows(parts, "B")["BSM"].tolist() == ["1", "2"]
-    assert all(len(p.layers[name]) == 0 for p in parts for name in ("T", "B"))
+
+
+def test_merge_groups_hold_whole_counties_in_code_order():
+    """The merge goes one group of partitions at a time: a county's partitions are in one
+    group, and a group whose codes surround another county's takes that county in too (its
+    pieces fall between theirs in the archive's order)."""
+    from pipeline.runner import PartialResult, _merge_groups
+
+    def part(*codes: str) -> PartialResult:
+        frame = pd.DataFrame({"XZQDM": pd.array(codes, dtype="str")})
+        return PartialResult("p", CRS, layers={arc.PIECES: frame, arc.BALANCE: frame.iloc[:0]})
+
+    parts = [
+        part("220104"),
+        part("220102", "220103"),  # a grid cell across two counties
+        part("220103"),  # the other part of 220103
+        part("220106"),
+        part("220105", "220107"),  # codes around 220106
+        part(),  # nothing to merge by county
+    ]
+    assert _merge_groups(parts) == [[1, 2], [0], [3, 4]]
+
+
+def test_layer_schema_takes_types_from_partitions_with_rows():
+    from pipeline.runner import PartialResult, _layer_schema
+
+    typed = pd.DataFrame({"A": pd.array(["x"], dtype="str"), "B": [1.5], "C": [None]})
+    empty = pd.DataFrame({"A": pd.Series([], dtype=object), "B": pd.Series([], dtype=object)})
+    parts = [
+        PartialResult("a", CRS, layers={"T": empty}),
+        PartialResult("b", CRS, layers={"T": typed}),
+    ]
+    schema = _layer_schema(parts, "T")
+    assert schema.names == ["A", "B", "C"]
+    assert pa.types.is_floating(schema.field("B").type)
+    assert pa.types.is_string(schema.field("C").type)  # no value anywhere: text
+
+
+def test_county_summary_counts_parcels_of_two_counties_with_one_bsm_twice():
+    """BSM is unique within a county's parcels only: the grand total's source parcels (YTBGS)
+    add up the counties' and equal the sum of the county rows, as every other total does."""
+    from pipeline.runner import county_summary
+
+    pieces = pd.DataFrame(
+        {
+            "DABH": ["a", "b", "c"],
+            "BSM": ["1", "1", "1"],
+            "XZQDM": ["220102", "220102", "220103"],
+            "TL": ["黑土", "黑钙土", "黑土"],
+            "MJ": [100.0, 50.0, 30.0],
+            "TBMJ": [100.0, 50.0, 30.0],
+            "TBDLMJ": [90.0, 45.0, 27.0],
+        }
+    )
+    balance = pd.DataFrame(
+        {"XZQDM": ["220102", "220103"], "TBMJ": [150.0, 60.0], "TBDLMJ": [135.0, 54.0]}
+    )
+    out = county_summary(pieces, balance, {}).set_index(["XZQDM", "TL"])
+    assert out.loc[("220102", "合计"), "YTBGS"] == 1
+    assert out.loc[("合计", "合计"), "YTBGS"] == 2
+    assert out.loc[("合计", "合计"), "TBGS"] == 3
+    assert out.loc[("合计", "合计"), "TBDLMJ"] == 162.0
+    assert out.loc[("合计", "合计"), "GDTBDLMJ"] == 189.0
