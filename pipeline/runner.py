@@ -665,13 +665,17 @@ class PartialResult:
             columns = [c for c in frame.columns if c != "geometry"]
         return pd.DataFrame(frame[columns])
 
-    def schema(self, name: str) -> tuple[pa.Schema, int]:
-        """A layer's fields as an Arrow schema (with the geometry, if any), and its rows."""
+    def schema(self, name: str) -> pa.Schema:
+        """A layer's fields as an Arrow schema (with the geometry, if any)."""
         if name in self.sources:
-            meta = pq.read_metadata(self.sources[name])
-            return meta.schema.to_arrow_schema(), meta.num_rows
-        frame = self.fields(name)
-        return pa.Schema.from_pandas(frame, preserve_index=False), len(frame)
+            return pq.read_schema(self.sources[name])
+        return pa.Schema.from_pandas(self.fields(name), preserve_index=False)
+
+    def rows(self, name: str) -> int:
+        """A layer's number of rows."""
+        if name in self.sources:
+            return pq.read_metadata(self.sources[name]).num_rows
+        return len(self.layers[name])
 
 
 #: the partial layer of the surveyed parcels' counties and official areas
@@ -1882,7 +1886,7 @@ class _GroupMerge:
             seq = pieces.groupby("XZQDM", sort=False).cumcount().to_numpy(np.int32) + 1
             k, row = pieces["_k"].to_numpy(), pieces["_row"].to_numpy()
             for member in self.groups[g]:
-                own = np.zeros(self.partials[member].schema(arc.PIECES)[1], np.int32)
+                own = np.zeros(self.partials[member].rows(arc.PIECES), np.int32)
                 at = k == member
                 own[row[at]] = seq[at]
                 self.seq[member] = own
@@ -1994,8 +1998,8 @@ def _layer_schema(partials: list[PartialResult], name: str) -> pa.Schema:
     """A layer's fields (not its geometry) as the archive writes them: the columns of the first
     partition with rows, their types over all partitions with rows (a column with no value in
     any: text)."""
-    found = [p.schema(name) for p in partials if p.has(name)]
-    with_rows = [schema for schema, n in found if n] or [found[0][0]]
+    found = [p for p in partials if p.has(name)]
+    with_rows = [p.schema(name) for p in found if p.rows(name)] or [found[0].schema(name)]
     unified = pa.unify_schemas(
         [s.remove_metadata() for s in with_rows], promote_options="permissive"
     )
