@@ -698,3 +698,39 @@ def test_county_summary_counts_parcels_of_two_counties_with_one_bsm_twice():
     assert out.loc[("合计", "合计"), "TBGS"] == 3
     assert out.loc[("合计", "合计"), "TBDLMJ"] == 162.0
     assert out.loc[("合计", "合计"), "GDTBDLMJ"] == 189.0
+
+
+def test_merge_reads_the_pieces_one_county_at_a_time_as_they_are_written(job, monkeypatch):
+    """The driver's memory is bounded by a county, not the province: while HTGDTB is written,
+    each chunk of a county comes after reading only that county's partitions (parts of a split
+    county included)."""
+    from pipeline import runner
+
+    three_county_job(job)
+    events: list[tuple[str, str]] = []
+    fields, chunks = runner.PartialResult.fields, runner._GroupMerge._chunks
+
+    def logged_fields(self, name, columns=None):
+        if name == arc.PIECES and columns is None:  # the whole fields, as written
+            events.append(("read", self.name.split("_")[0]))
+        return fields(self, name, columns)
+
+    def logged_chunks(self, frame, name, spatial):
+        if name == arc.PIECES:
+            (county,) = set(frame["XZQDM"])
+            events.append(("chunk", county))
+        yield from chunks(self, frame, name, spatial)
+
+    monkeypatch.setattr(runner.PartialResult, "fields", logged_fields)
+    monkeypatch.setattr(runner._GroupMerge, "_chunks", logged_chunks)
+    survey(job, "parted", config={"partition": {"by": "county", "max_parcels": 3}})
+    written = [county for kind, county in events if kind == "chunk"]
+    assert written == sorted(COUNTIES)
+    pending: list[str] = []
+    for kind, county in events:
+        if kind == "read":
+            pending.append(county)
+        else:
+            assert pending and set(pending) == {county}, (county, pending)
+            pending = []
+    assert len([e for e in events if e[0] == "read"]) > len(COUNTIES)  # split counties
