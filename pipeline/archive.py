@@ -26,7 +26,7 @@ import pyogrio
 import shapely
 from pyproj import CRS
 
-from .errors import InputError, OutputError, UsageError
+from .errors import InputError, OutputError, PipelineError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -645,7 +645,7 @@ def _write_stream(path: Path, name: str, stream: LayerStream, *, append: bool) -
         cause = raised[0] if raised else err  # the chunks failed to come, not the writing
         if not isinstance(cause, Exception):  # Ctrl-C while the chunks were read
             raise cause from None
-        if isinstance(cause, OSError):
+        if isinstance(cause, OSError | PipelineError):  # e.g. an input of the chunks is bad
             raise cause from None
         raise OutputError(f"{path}: cannot write layer {name} ({cause})") from cause
 

@@ -656,10 +656,11 @@ class PartialResult:
         """A layer's fields (all, or ``columns``), without its geometry: read from its file,
         or a copy of the frame in memory."""
         if name in self.sources:
-            path = self.sources[name]
-            if columns is None:
-                columns = [c for c in pq.read_schema(path).names if c != "geometry"]
-            return pd.read_parquet(path, columns=columns)
+            with _reading(self.sources[name]):
+                if columns is None:
+                    schema = pq.read_schema(self.sources[name])
+                    columns = [c for c in schema.names if c != "geometry"]
+                return pd.read_parquet(self.sources[name], columns=columns)
         frame = self.layers[name]
         if columns is None:
             columns = [c for c in frame.columns if c != "geometry"]
@@ -668,14 +669,34 @@ class PartialResult:
     def schema(self, name: str) -> pa.Schema:
         """A layer's fields as an Arrow schema (with the geometry, if any)."""
         if name in self.sources:
-            return pq.read_schema(self.sources[name])
+            with _reading(self.sources[name]):
+                return pq.read_schema(self.sources[name])
         return pa.Schema.from_pandas(self.fields(name), preserve_index=False)
 
     def rows(self, name: str) -> int:
         """A layer's number of rows."""
         if name in self.sources:
-            return pq.read_metadata(self.sources[name]).num_rows
+            with _reading(self.sources[name]):
+                return pq.read_metadata(self.sources[name]).num_rows
         return len(self.layers[name])
+
+
+@contextlib.contextmanager
+def _reading(path: str) -> Iterator[None]:
+    """A partition's result file that cannot be read (removed, truncated, damaged) is named.
+
+    Raises
+    ------
+    InputError
+        The file cannot be read.
+    """
+    try:
+        yield
+    except (OSError, pa.ArrowException) as err:
+        raise InputError(
+            f"{path}: a partition's result cannot be read ({err}); run again without --resume "
+            "to redo the partitions"
+        ) from err
 
 
 #: the partial layer of the surveyed parcels' counties and official areas
@@ -1486,11 +1507,22 @@ def _write_partial(folder: Path, partial: PartialResult, stamp: str) -> None:
 
 
 def _is_done(folder: Path, stamp: str) -> bool:
-    marker = folder / "done.json"
+    """The partition in ``folder`` is done for these inputs: its marker holds their
+    fingerprint and each of its result files is there and whole (its Parquet footer reads)."""
     try:
-        return json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") == stamp
+        marker = json.loads((folder / "done.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
+    if not isinstance(marker, dict) or marker.get("fingerprint") != stamp:
+        return False
+    try:
+        info = json.loads((folder / "partial.json").read_text(encoding="utf-8"))
+        for name in info["layers"]:
+            pq.read_metadata(folder / f"{name}.parquet")
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as err:
+        logger.warning("%s: the partition's results are damaged (%s); it is run again", folder, err)
+        return False
+    return True
 
 
 def _read_partial(folder: Path) -> PartialResult:
@@ -2081,7 +2113,8 @@ class _Geometries:
     def _load(self, k: int) -> pa.Array:
         p = self.partials[k]
         if self.name in p.sources:
-            table = pq.read_table(p.sources[self.name], columns=["geometry"])
+            with _reading(p.sources[self.name]):
+                table = pq.read_table(p.sources[self.name], columns=["geometry"])
             return table.column("geometry").combine_chunks().cast(pa.binary())
         return arc.wkb_array(p.layers[self.name].geometry.to_numpy())
 

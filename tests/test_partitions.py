@@ -487,6 +487,50 @@ def test_resume_redoes_a_partition_whose_input_changed(job):
     assert 9999.0 in layers[arc.BALANCE]["TBMJ"].to_numpy()
 
 
+@pytest.mark.parametrize("damage", ["removed", "truncated"])
+def test_resume_redoes_a_partition_whose_results_are_damaged(job, single, damage):
+    cfg = {"partition": {"by": "county"}}
+
+    def stop(message: str) -> None:
+        if "3/3 partitions" in message:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        survey(job, "damaged", config=cfg, progress=stop)
+    work = work_folder(job.folder / "out" / "damaged.gpkg")
+    result = work / "220183" / f"{arc.PIECES}.parquet"
+    if damage == "removed":
+        result.unlink()
+    else:
+        result.write_bytes(result.read_bytes()[:200])
+    seen: list[str] = []
+    resumed = survey(job, "damaged", config=cfg, progress=seen.append, resume=True)
+    assert any("2 done before" in m for m in seen)
+    assert any("1/1 partitions" in m and "220183" in m for m in seen)
+    assert_same_archive(single, resumed)
+
+
+def test_a_result_file_lost_during_the_merge_is_named(job, monkeypatch):
+    """The merge reads the partitions' files as it writes: one that goes missing by then is
+    named in a one-line error, and no archive is left."""
+    from pipeline import runner
+
+    three_county_job(job)
+    read_partial = runner._read_partial
+
+    def then_lost(folder):
+        partial = read_partial(folder)
+        if folder.name == "220183":
+            (folder / f"{arc.OUTSIDE_FARMLAND}.parquet").unlink()
+        return partial
+
+    monkeypatch.setattr(runner, "_read_partial", then_lost)
+    with pytest.raises(InputError, match=r"220183.HTGD_DNRHX\.parquet: a partition's result"):
+        survey(job, "lost", config={"partition": {"by": "county"}})
+    assert not (job.folder / "out" / "lost.gpkg").exists()
+    assert not list((job.folder / "out").glob(".lost*.tmp.gpkg"))
+
+
 def test_failed_partition_is_named_and_the_others_finish(job, single):
     three_county_job(job, many_files=True)
     bad = job.folder / "dltb" / "220183.gpkg"
