@@ -2276,7 +2276,8 @@ def write_parquet_archive(
                 _write_by_county(tmp / name, frame)
                 continue
             if isinstance(frame, arc.LayerStream):
-                frame = frame.to_frame()
+                _write_parquet_stream(tmp / f"{name}.parquet", frame)
+                continue
             frame = frame.reset_index(drop=True)
             if isinstance(frame, gpd.GeoDataFrame):
                 frame.to_parquet(tmp / f"{name}.parquet", index=False)
@@ -2293,6 +2294,31 @@ def write_parquet_archive(
         shutil.rmtree(tmp, ignore_errors=True)
         raise OutputError(f"{path}: cannot write the parquet archive ({err})") from err
     return path
+
+
+def _write_parquet_stream(path: Path, stream: arc.LayerStream) -> None:
+    """A streamed layer as one Parquet file, written a chunk at a time: GeoParquet 1.0 (WKB
+    MultiPolygons, the CRS as PROJJSON) for a spatial layer."""
+    geo = None
+    if stream.crs is not None:
+        column = {"encoding": "WKB", "geometry_types": ["MultiPolygon"]}
+        column["crs"] = stream.crs.to_json_dict()
+        geo = {"version": "1.0.0", "primary_column": "geometry", "columns": {"geometry": column}}
+    writer: pq.ParquetWriter | None = None
+    try:
+        for attrs, wkb in stream.chunks():
+            table = pa.Table.from_pandas(attrs, schema=stream.schema, preserve_index=False)
+            if geo is not None:
+                table = table.append_column("geometry", wkb.cast(pa.binary()))
+            if writer is None:
+                meta = dict(table.schema.metadata or {})
+                if geo is not None:
+                    meta[b"geo"] = json.dumps(geo).encode()
+                writer = pq.ParquetWriter(path, table.schema.with_metadata(meta))
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 def _write_by_county(folder: Path, pieces: gpd.GeoDataFrame | arc.LayerStream) -> None:

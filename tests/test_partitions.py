@@ -647,6 +647,11 @@ def test_parquet_archive_holds_the_same_layers(job, single):
     assert np.array_equal(pieces["TBDLMJ"].to_numpy(), expected["TBDLMJ"].to_numpy())
     balance = pd.read_parquet(out / f"{arc.BALANCE}.parquet")
     pd.testing.assert_frame_equal(balance, single[arc.BALANCE], check_dtype=False)
+    # the layers streamed group by group are GeoParquet, as the others
+    for name in (arc.OUTSIDE_FARMLAND, arc.ZONING_CONFLICTS, arc.OCCUPATION, arc.ILLEGAL):
+        layer = gpd.read_parquet(out / f"{name}.parquet")
+        assert len(layer) > 0 and layer.crs.equals(single[name].crs)
+        assert_geodataframe_equal(layer, single[name], check_dtype=False)
 
 
 def test_config_keys(job, tmp_path):
