@@ -440,7 +440,7 @@ def wkb_array(geoms: np.ndarray) -> pa.Array:
 
 def field_dictionary(
     fields: dict[str, list[tuple[str, str, str, str]]] = FIELDS,
-    layers: dict[str, pd.DataFrame] | None = None,
+    layers: dict[str, pd.DataFrame | LayerStream] | None = None,
 ) -> pd.DataFrame:
     """The field dictionary as a table (layer, field, name_zh, unit, description).
 
@@ -473,7 +473,7 @@ def check_output(path: Path, overwrite: bool) -> None:
 
 def write_archive(
     path: str | Path,
-    layers: dict[str, pd.DataFrame],
+    layers: dict[str, pd.DataFrame | LayerStream],
     *,
     overwrite: bool = False,
     fields: dict[str, list[tuple[str, str, str, str]]] = FIELDS,
@@ -485,7 +485,8 @@ def write_archive(
     path : path
         The archive (``.gpkg``).
     layers : dict
-        Layer name → GeoDataFrame (spatial layer) or DataFrame (table), written in this order.
+        Layer name → GeoDataFrame (spatial layer), DataFrame (table) or :class:`LayerStream`
+        (either, written a chunk at a time), written in this order.
     overwrite : bool
         Replace an existing archive.
     fields : dict
@@ -659,7 +660,7 @@ def _arrow_schema(frame: pd.DataFrame) -> pa.Schema:
     return schema.remove_metadata()
 
 
-def _add_titles(path: Path, layers: dict[str, pd.DataFrame], fields: dict) -> None:
+def _add_titles(path: Path, layers: dict[str, pd.DataFrame | LayerStream], fields: dict) -> None:
     """Register Chinese field titles in ``gpkg_data_columns`` (the GeoPackage schema extension)."""
     con = sqlite3.connect(path)
     try:

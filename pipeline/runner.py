@@ -2249,7 +2249,7 @@ def _merge_timings(partials: list[PartialResult]) -> dict[str, float]:
 
 
 def write_parquet_archive(
-    path: Path, layers: dict[str, pd.DataFrame], *, overwrite: bool = False
+    path: Path, layers: dict[str, pd.DataFrame | arc.LayerStream], *, overwrite: bool = False
 ) -> Path:
     """Write the archive as a folder of GeoParquet files (``output.format: parquet``).
 
