@@ -2028,19 +2028,26 @@ def _zone_rank(frame: pd.DataFrame) -> np.ndarray:
 
 def _layer_schema(partials: list[PartialResult], name: str) -> pa.Schema:
     """A layer's fields (not its geometry) as the archive writes them: the columns of the first
-    partition with rows, their types over all partitions with rows (a column with no value in
-    any: text)."""
+    partition with rows, their types over all partitions with rows. A column with no value in
+    any is text, and so is one whose types do not go together (missing values read as numbers
+    in one partition, text in another)."""
     found = [p for p in partials if p.has(name)]
     with_rows = [p.schema(name) for p in found if p.rows(name)] or [found[0].schema(name)]
-    unified = pa.unify_schemas(
-        [s.remove_metadata() for s in with_rows], promote_options="permissive"
-    )
     fields = []
-    for f in with_rows[0].remove_metadata():
+    for f in with_rows[0]:
         if f.name in ("geometry", *_SOURCE):
             continue
-        kind = unified.field(f.name).type
-        fields.append(pa.field(f.name, pa.string() if pa.types.is_null(kind) else kind))
+        kinds = [
+            s.field(f.name).type
+            for s in with_rows
+            if f.name in s.names and not pa.types.is_null(s.field(f.name).type)
+        ]
+        try:
+            alone = [pa.schema([pa.field(f.name, k)]) for k in kinds]
+            kind = pa.unify_schemas(alone, promote_options="permissive").field(0).type
+        except (pa.ArrowTypeError, pa.ArrowInvalid, IndexError):
+            kind = pa.string()
+        fields.append(pa.field(f.name, kind))
     return pa.schema(fields)
 
 

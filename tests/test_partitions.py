@@ -710,16 +710,22 @@ def test_merge_groups_hold_whole_counties_in_code_order():
 def test_layer_schema_takes_types_from_partitions_with_rows():
     from pipeline.runner import PartialResult, _layer_schema
 
-    typed = pd.DataFrame({"A": pd.array(["x"], dtype="str"), "B": [1.5], "C": [None]})
+    typed = pd.DataFrame(
+        {"A": pd.array(["x"], dtype="str"), "B": [1.5], "C": [None], "D": [np.nan], "E": [1]}
+    )
+    other = pd.DataFrame({"A": ["y"], "B": [2.5], "C": [None], "D": ["text"], "E": [2.5]})
     empty = pd.DataFrame({"A": pd.Series([], dtype=object), "B": pd.Series([], dtype=object)})
     parts = [
         PartialResult("a", CRS, layers={"T": empty}),
         PartialResult("b", CRS, layers={"T": typed}),
+        PartialResult("c", CRS, layers={"T": other}),
     ]
     schema = _layer_schema(parts, "T")
-    assert schema.names == ["A", "B", "C"]
+    assert schema.names == ["A", "B", "C", "D", "E"]
     assert pa.types.is_floating(schema.field("B").type)
     assert pa.types.is_string(schema.field("C").type)  # no value anywhere: text
+    assert pa.types.is_string(schema.field("D").type)  # NaN in one, text in the other
+    assert pa.types.is_floating(schema.field("E").type)  # integers and decimals
 
 
 def test_county_summary_counts_parcels_of_two_counties_with_one_bsm_twice():
