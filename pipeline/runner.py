@@ -1936,7 +1936,7 @@ class _GroupMerge:
             seq[at] = self.seq[member][row[at]]
         return seq
 
-    def _numbers(self, counties: np.ndarray, seq: np.ndarray) -> pd.Series:
+    def _numbers(self, counties: np.ndarray, seq: np.ndarray) -> np.ndarray:
         """DABH: HT, county code, survey year, number in the county (7 digits)."""
         return (
             "HT"
