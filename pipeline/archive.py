@@ -377,14 +377,6 @@ class LayerStream:
                 geoms = shapely.from_wkb(wkb.to_numpy(zero_copy_only=False))
                 yield gpd.GeoDataFrame(attrs, geometry=geoms, crs=self.crs)
 
-    def to_frame(self) -> pd.DataFrame:
-        """The whole layer in memory."""
-        frames = list(self.frames())
-        if len(frames) == 1:
-            return frames[0]
-        whole = pd.concat(frames, ignore_index=True)
-        return gpd.GeoDataFrame(whole, crs=self.crs) if self.crs is not None else whole
-
 
 class GeoStream(LayerStream):
     """A spatial layer whose fields are in memory and whose geometries are fetched

@@ -972,16 +972,6 @@ def archive_balance(balance: pd.DataFrame, parcels: gpd.GeoDataFrame) -> pd.Data
     return out.iloc[order].reset_index(drop=True)
 
 
-def county_summary(
-    pieces: pd.DataFrame, balance: pd.DataFrame, names: dict[str, str]
-) -> pd.DataFrame:
-    """Black-soil farmland per county and soil group, with county totals (TL = 合计) and a
-    grand total (XZQDM = 合计), in m², 公顷 and 亩 (``pieces``: HTGDTB's fields; a geometry
-    column is ignored)."""
-    columns = list(pieces.columns)
-    return county_table([county_rows(pieces, balance, columns)], columns, names)
-
-
 def _zone_columns(columns: list[str]) -> list[str]:
     """The protection areas of the pieces' ``columns`` that the county summary adds up."""
     zone_cols = [c for c in PROTECTION_SUMMARY if c in columns]
@@ -991,10 +981,10 @@ def _zone_columns(columns: list[str]) -> list[str]:
 
 
 def county_rows(pieces: pd.DataFrame, balance: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """:func:`county_summary`'s rows of these counties (per soil group and per county, areas in
-    cents), before the grand total. A province is summed one group of counties at a time (each
-    county in one group, its pieces and balance rows whole) and finished by
-    :func:`county_table`; ``columns``: the pieces' fields."""
+    """The county summary's rows of these counties (black-soil farmland per soil group and per
+    county, TL = 合计; areas in cents), before the grand total. A province is summed one group
+    of counties at a time (each county in one group, its pieces and balance rows whole) and
+    finished by :func:`county_table`; ``columns``: the pieces' fields."""
     zone_cols = _zone_columns(columns)
     frame = pd.DataFrame(pieces.drop(columns="geometry", errors="ignore"))
     if "DNRHX_MJ" in zone_cols:
@@ -1084,13 +1074,20 @@ def county_table(
     return out
 
 
-def _conservation(balance: pd.DataFrame) -> dict[str, object]:
+def _balance_errors(balance: pd.DataFrame) -> tuple[int, int, float]:
+    """Balance rows' (parcels, unbalanced parcels, largest relative error)."""
     rel = balance["REL_ERR"].to_numpy()
     unbalanced = int((balance["BALANCED"] == 0).sum())
+    return len(balance), unbalanced, float(np.nanmax(rel)) if len(rel) else 0.0
+
+
+def _conservation(groups: list[tuple[int, int, float]]) -> dict[str, object]:
+    """The conservation check of all parcels from :func:`_balance_errors` of groups of them."""
+    unbalanced = sum(g[1] for g in groups)
     return {
-        "parcels": len(balance),
+        "parcels": sum(g[0] for g in groups),
         "unbalanced": unbalanced,
-        "max_rel_error": float(np.nanmax(rel)) if len(rel) else 0.0,
+        "max_rel_error": float(np.nanmax([g[2] for g in groups])) if groups else 0.0,
         "tolerance": CONSERVATION_TOLERANCE,
         "floor_m2": CONSERVATION_FLOOR_M2,
         "passed": unbalanced == 0,
@@ -1792,7 +1789,7 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
             t = time.perf_counter()
             quality.append(quality_rows(pieces, rasters))
             t_q += time.perf_counter() - t
-        conservation.append(_conservation(balance))
+        conservation.append(_balance_errors(balance))
         reconciliation.append(_reconcile(balance, merge.fields(g, _PARCELS)))
         counties.update(balance["XZQDM"].astype(str))
         del pieces, balance
@@ -1820,7 +1817,7 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
         qa=_merge_qa(partials),
         summary=county_table(summary, columns, names),
         quality=quality_frame if rasters else None,
-        conservation=_combine_conservation(conservation),
+        conservation=_conservation(conservation),
         reconciliation={
             "passed": all(r["passed"] for r in reconciliation),
             "counties": {k: v for r in reconciliation for k, v in r["counties"].items()},
@@ -2049,20 +2046,6 @@ def _layer_schema(partials: list[PartialResult], name: str) -> pa.Schema:
             kind = pa.string()
         fields.append(pa.field(f.name, kind))
     return pa.schema(fields)
-
-
-def _combine_conservation(parts: list[dict[str, object]]) -> dict[str, object]:
-    """:func:`_conservation` of groups of parcels, for all of them."""
-    unbalanced = sum(int(c["unbalanced"]) for c in parts)
-    rel = [float(c["max_rel_error"]) for c in parts]
-    return {
-        "parcels": sum(int(c["parcels"]) for c in parts),
-        "unbalanced": unbalanced,
-        "max_rel_error": float(np.nanmax(rel)) if rel else 0.0,
-        "tolerance": CONSERVATION_TOLERANCE,
-        "floor_m2": CONSERVATION_FLOOR_M2,
-        "passed": unbalanced == 0,
-    }
 
 
 def _fields(partials: list[PartialResult], name: str) -> pd.DataFrame:

@@ -12,6 +12,7 @@ import json
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -464,16 +465,22 @@ with _work_lock(Path(sys.argv[1])):
 """
 
 
-def test_resume_redoes_a_partition_whose_input_changed(job):
-    three_county_job(job, many_files=True)
-    cfg = {"partition": {"by": "county"}}
+def stop_before_merging(job: Job, name: str, cfg: dict) -> Path:
+    """Run the job until its last partition is done, then stop it: the work folder it keeps."""
 
     def stop(message: str) -> None:
         if "3/3 partitions" in message:
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        survey(job, "changed", config=cfg, progress=stop)
+        survey(job, name, config=cfg, progress=stop)
+    return work_folder(job.folder / "out" / f"{name}.gpkg")
+
+
+def test_resume_redoes_a_partition_whose_input_changed(job):
+    three_county_job(job, many_files=True)
+    cfg = {"partition": {"by": "county"}}
+    stop_before_merging(job, "changed", cfg)
     # one county's file changes: only its partition runs again
     path = job.folder / "dltb" / "220183.gpkg"
     parcels = gpd.read_file(path)
@@ -490,14 +497,7 @@ def test_resume_redoes_a_partition_whose_input_changed(job):
 @pytest.mark.parametrize("damage", ["removed", "truncated"])
 def test_resume_redoes_a_partition_whose_results_are_damaged(job, single, damage):
     cfg = {"partition": {"by": "county"}}
-
-    def stop(message: str) -> None:
-        if "3/3 partitions" in message:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        survey(job, "damaged", config=cfg, progress=stop)
-    work = work_folder(job.folder / "out" / "damaged.gpkg")
+    work = stop_before_merging(job, "damaged", cfg)
     result = work / "220183" / f"{arc.PIECES}.parquet"
     if damage == "removed":
         result.unlink()
@@ -731,7 +731,7 @@ def test_layer_schema_takes_types_from_partitions_with_rows():
 def test_county_summary_counts_parcels_of_two_counties_with_one_bsm_twice():
     """BSM is unique within a county's parcels only: the grand total's source parcels (YTBGS)
     add up the counties' and equal the sum of the county rows, as every other total does."""
-    from pipeline.runner import county_summary
+    from pipeline.runner import county_rows, county_table
 
     pieces = pd.DataFrame(
         {
@@ -747,7 +747,9 @@ def test_county_summary_counts_parcels_of_two_counties_with_one_bsm_twice():
     balance = pd.DataFrame(
         {"XZQDM": ["220102", "220103"], "TBMJ": [150.0, 60.0], "TBDLMJ": [135.0, 54.0]}
     )
-    out = county_summary(pieces, balance, {}).set_index(["XZQDM", "TL"])
+    columns = list(pieces.columns)
+    out = county_table([county_rows(pieces, balance, columns)], columns, {})
+    out = out.set_index(["XZQDM", "TL"])
     assert out.loc[("220102", "合计"), "YTBGS"] == 1
     assert out.loc[("合计", "合计"), "YTBGS"] == 2
     assert out.loc[("合计", "合计"), "TBGS"] == 3
