@@ -1782,7 +1782,7 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
         if c in columns
     ]
     for g in range(len(merge.groups)):
-        pieces = merge.pieces(g, needed)
+        pieces = merge.sorted_pieces(g, needed)
         balance = merge.balance(g)
         summary.append(county_rows(pieces, balance, columns))
         if rasters:
@@ -1791,7 +1791,7 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
             t_q += time.perf_counter() - t
         conservation.append(_balance_errors(balance))
         reconciliation.append(_reconcile(balance, merge.fields(g, _PARCELS)))
-        counties.update(balance["XZQDM"].astype(str))
+        counties.update(balance["XZQDM"].astype(str).unique().tolist())
         del pieces, balance
     if rasters:
         t = time.perf_counter()
@@ -1875,9 +1875,11 @@ class _GroupMerge:
             names,
         )
         self.groups = _merge_groups(partials)
-        #: per group, the sorted pieces' positions; per partition, its pieces' new numbers
+        #: per group, the sorted pieces' positions; per partition, its pieces' new numbers and
+        #: where its counties start (:meth:`_county_starts`)
         self.order: dict[int, np.ndarray] = {}
         self.seq: dict[int, np.ndarray] = {}
+        self.starts: dict[int, pd.DataFrame] = {}
         self.schemas = {
             name: _layer_schema(partials, name)
             for name in (arc.PIECES, arc.BALANCE, *_BY_PIECE)
@@ -1898,12 +1900,13 @@ class _GroupMerge:
                 frames.append(frame)
         return _concat(frames) if frames else None
 
-    def pieces(self, g: int, columns: list[str] | None = None) -> pd.DataFrame:
+    def sorted_pieces(self, g: int, columns: list[str] | None = None) -> pd.DataFrame:
         """Group ``g``'s pieces (all fields, or ``columns`` and the sort keys) sorted by
-        (county, BSM, soil polygon) and numbered (DABH) per county again.
+        (county, BSM, soil polygon), with their partitions' numbers (DABH) as they are.
 
-        The first call sorts them and keeps their order and new numbers (8 bytes a piece), for
-        the pieces layer and the layers that refer to pieces, written later."""
+        The first call sorts them and keeps, for the pieces layer and the layers that refer to
+        pieces (written later), the group's order and each piece's new number in its county
+        (8 bytes a piece), and where each county starts in each partition's pieces."""
         if columns is not None:
             columns = list(dict.fromkeys([*_SORT_KEYS, "DABH", *columns]))
         pieces = self.fields(g, arc.PIECES, columns)
@@ -1914,24 +1917,49 @@ class _GroupMerge:
             pieces = pieces.iloc[self.order[g]].reset_index(drop=True)
             seq = pieces.groupby("XZQDM", sort=False).cumcount().to_numpy(np.int32) + 1
             k, row = pieces["_k"].to_numpy(), pieces["_row"].to_numpy()
+            counties = pieces["XZQDM"].to_numpy().astype(str)
+            dabh = pieces["DABH"].to_numpy().astype(str)
             for member in self.groups[g]:
-                own = np.zeros(self.partials[member].rows(arc.PIECES), np.int32)
                 at = k == member
+                own = np.zeros(self.partials[member].rows(arc.PIECES), np.int32)
                 own[row[at]] = seq[at]
                 self.seq[member] = own
-        else:
-            pieces = pieces.iloc[self.order[g]].reset_index(drop=True)
-            seq = self._seq(pieces["_k"].to_numpy(), pieces["_row"].to_numpy())
-        pieces["DABH"] = self._numbers(pieces["XZQDM"].to_numpy(), seq)
-        return pieces
+                self.starts[member] = self._county_starts(member, counties[at], row[at], dabh[at])
+            return pieces
+        return pieces.iloc[self.order[g]].reset_index(drop=True)
 
-    def _seq(self, k: np.ndarray, row: np.ndarray) -> np.ndarray:
-        """The new numbers (per county) of the pieces at (partition, row)."""
+    def pieces(self, g: int) -> pd.DataFrame:
+        """Group ``g``'s pieces layer: all fields, sorted, numbered (DABH) per county again."""
+        pieces = self.sorted_pieces(g)
+        k, row = pieces["_k"].to_numpy(), pieces["_row"].to_numpy()
         seq = np.zeros(len(k), np.int32)
         for member in np.unique(k).tolist():
             at = k == member
             seq[at] = self.seq[member][row[at]]
-        return seq
+        pieces["DABH"] = self._numbers(pieces["XZQDM"].to_numpy(), seq)
+        return pieces
+
+    def _county_starts(
+        self, k: int, counties: np.ndarray, row: np.ndarray, dabh: np.ndarray
+    ) -> pd.DataFrame:
+        """Where each county's pieces start in partition ``k`` and how many there are.
+
+        A partition numbers its pieces in the same order, per county (:func:`archive_pieces`),
+        so a piece's old number is its row after its county's first; checked here, as the
+        layers that refer to pieces are renumbered by it (:meth:`layer`)."""
+        starts = (
+            pd.DataFrame({"county": counties, "row": row})
+            .groupby("county", sort=False)["row"]
+            .agg(first="min", count="size")
+        )
+        old = pd.Series(dabh).str[-7:].astype(int).to_numpy()
+        first = starts["first"].to_numpy()[starts.index.get_indexer(counties)]
+        if not np.array_equal(old, row - first + 1):
+            raise InvariantError(
+                f"partition {self.partials[k].name}: its pieces' numbers (DABH) do not follow "
+                "their order"
+            )
+        return starts
 
     def _numbers(self, counties: np.ndarray, seq: np.ndarray) -> np.ndarray:
         """DABH: HT, county code, survey year, number in the county (7 digits)."""
@@ -1950,20 +1978,27 @@ class _GroupMerge:
 
     def layer(self, g: int, name: str) -> pd.DataFrame | None:
         """Group ``g``'s rows of a layer that follows the pieces, with the pieces' new numbers,
-        in the order a single run gives."""
+        in the order a single run gives. A row's piece is found by its county (XZQDM) and its
+        old number (:meth:`_county_starts`), without reading the pieces again."""
         frame = self.fields(g, name)
         if frame is None or not len(frame):
             return None
+        if g not in self.order:
+            self.sorted_pieces(g, [])
         k = frame["_k"].to_numpy()
+        counties = frame["XZQDM"].to_numpy().astype(str)
+        old = pd.Series(frame["DABH"].to_numpy().astype(str)).str[-7:].astype(int).to_numpy()
         dabh = np.full(len(frame), None, dtype=object)
         for member in np.unique(k).tolist():
             at = np.flatnonzero(k == member)
-            own = self.partials[member].fields(arc.PIECES, ["DABH", "XZQDM"])
-            row = pd.Index(own["DABH"]).get_indexer(frame["DABH"].to_numpy()[at])
-            known = row >= 0
-            counties = own["XZQDM"].to_numpy()[row[known]]
-            seq = self.seq[member][row[known]]
-            dabh[at[known]] = self._numbers(counties, seq)
+            starts = self.starts[member]
+            where = starts.index.get_indexer(counties[at])
+            found = where >= 0
+            first = np.where(found, starts["first"].to_numpy()[where], 0)
+            count = np.where(found, starts["count"].to_numpy()[where], 0)
+            known = found & (old[at] >= 1) & (old[at] <= count)
+            row = first[known] + old[at][known] - 1
+            dabh[at[known]] = self._numbers(counties[at][known], self.seq[member][row])
         frame["DABH"] = dabh
         return _merge_protection(name, frame, self.single, self.names)
 

@@ -26,7 +26,7 @@ from pyproj import Geod
 import pipeline
 from conftest import CRS, Job, box, parcels_frame, soil_frame
 from pipeline import archive as arc
-from pipeline.errors import InputError, Interrupted, UsageError
+from pipeline.errors import InputError, Interrupted, InvariantError, UsageError
 from pipeline.partitions import (
     OTHER,
     combine_where,
@@ -508,6 +508,24 @@ def test_resume_redoes_a_partition_whose_results_are_damaged(job, single, damage
     assert any("2 done before" in m for m in seen)
     assert any("1/1 partitions" in m and "220183" in m for m in seen)
     assert_same_archive(single, resumed)
+
+
+def test_pieces_numbered_out_of_order_are_refused(job):
+    """The layers that refer to pieces are renumbered by each partition's own numbering (a
+    piece's number is its row in its county): a work folder whose pieces break it is named,
+    not merged into wrong numbers."""
+    import pyarrow.parquet as pq
+
+    three_county_job(job)
+    cfg = {"partition": {"by": "county"}}
+    work = stop_before_merging(job, "renumbered", cfg)
+    path = work / "220183" / f"{arc.PIECES}.parquet"
+    table = pq.read_table(path)
+    at = table.schema.get_field_index("DABH")
+    reversed_numbers = pa.array(table.column("DABH").to_pylist()[::-1])
+    pq.write_table(table.set_column(at, "DABH", reversed_numbers), path)
+    with pytest.raises(InvariantError, match=r"partition 220183: its pieces' numbers \(DABH\)"):
+        survey(job, "renumbered", config=cfg, resume=True)
 
 
 def test_a_result_file_lost_during_the_merge_is_named(job, monkeypatch):
