@@ -432,7 +432,7 @@ def wkb_array(geoms: np.ndarray) -> pa.Array:
 
 def field_dictionary(
     fields: dict[str, list[tuple[str, str, str, str]]] = FIELDS,
-    layers: dict[str, pd.DataFrame | LayerStream] | None = None,
+    layers: dict[str, Layer] | None = None,
 ) -> pd.DataFrame:
     """The field dictionary as a table (layer, field, name_zh, unit, description).
 
@@ -463,9 +463,14 @@ def check_output(path: Path, overwrite: bool) -> None:
         raise OutputError(f"{path.parent}: the output folder is not writable")
 
 
+#: a layer to write: a GeoDataFrame (spatial) or DataFrame (table), a :class:`LayerStream`, or
+#: a callable giving one of those when its turn comes (made from what was written before it)
+Layer = pd.DataFrame | LayerStream | Callable[[], pd.DataFrame | LayerStream]
+
+
 def write_archive(
     path: str | Path,
-    layers: dict[str, pd.DataFrame | LayerStream],
+    layers: dict[str, Layer],
     *,
     overwrite: bool = False,
     fields: dict[str, list[tuple[str, str, str, str]]] = FIELDS,
@@ -478,7 +483,9 @@ def write_archive(
         The archive (``.gpkg``).
     layers : dict
         Layer name → GeoDataFrame (spatial layer), DataFrame (table) or :class:`LayerStream`
-        (either, written a chunk at a time), written in this order.
+        (either, written a chunk at a time), written in this order; or a callable giving one
+        of those, called when its turn comes and replaced by what it gives in ``layers``, so
+        that a later one sees it (the field dictionary of the layers written).
     overwrite : bool
         Replace an existing archive.
     fields : dict
@@ -504,10 +511,10 @@ def write_archive(
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         with _no_sync():
-            for i, (name, frame) in enumerate(layers.items()):
+            for i, name in enumerate(layers):
                 if i:
                     _check_still_there(tmp, name)
-                _write_layer(tmp, name, frame, append=bool(i))
+                _write_layer(tmp, name, made(layers, name), append=bool(i))
         _check_still_there(tmp, "the field titles")
         _add_titles(tmp, layers, fields)
         with open(tmp, "rb+") as f:
@@ -524,6 +531,14 @@ def write_archive(
         raise
     logger.info("archive written: %s", path)
     return path
+
+
+def made(layers: dict[str, Layer], name: str) -> pd.DataFrame | LayerStream:
+    """Layer ``name`` of ``layers``, made now if it is a callable (and put in its place)."""
+    frame = layers[name]
+    if callable(frame):
+        frame = layers[name] = frame()
+    return frame
 
 
 @contextlib.contextmanager

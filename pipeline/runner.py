@@ -31,7 +31,7 @@ from pyproj import CRS, Transformer
 
 from . import archive as arc
 from .codes import BLACK_SOIL_GROUPS, LANDUSE_NAMES, M2_PER_HECTARE, M2_PER_MU
-from .config import PROTECTION_INPUTS, InputSpec, SurveyConfig
+from .config import PROTECTION_INPUTS, InputSpec, RasterSpec, SurveyConfig
 from .errors import InputError, Interrupted, InvariantError, OutputError, UsageError
 from .executors import release_memory, run_tasks
 from .overlay import default_threads, safe_intersection
@@ -813,22 +813,45 @@ def _finish(
     merged = merge_partials(cfg, partials)
     timings = {**merged.timings, **(merge_timings or {})}
     counts = {**merged.counts, "qa_rows": len(merged.qa)}
-    conservation, reconciliation = merged.conservation, merged.reconciliation
     timings["merge"] = time.perf_counter() - t0
     timings.setdefault("summaries", 0.0)
-    meta = _metadata(cfg, merged.crs, counts, timings, conservation, reconciliation, merged.status)
-    county_layer = _county_boundaries(cfg, merged.crs, merged.counties)
-    layers = {
+
+    groups = merged.groups
+
+    def spent() -> dict[str, float]:
+        """The timings, the quality summary's share of the merge added to the quality's."""
+        if not cfg.inputs.rasters:
+            return timings
+        return {**timings, "quality": timings.get("quality", 0.0) + groups.quality_seconds}
+
+    def metadata() -> pd.DataFrame:
+        return _metadata(
+            cfg,
+            merged.crs,
+            counts,
+            spent(),
+            groups.conservation(),
+            groups.reconciliation(),
+            merged.status,
+        )
+
+    # the summaries are added up as the layers they come from are written: the layers made
+    # from them are callables, called when their turn comes (see write_archive)
+    layers: dict[str, arc.Layer] = {
         arc.PIECES: merged.pieces,
         arc.BALANCE: merged.balance,
-        arc.COUNTY_SUMMARY: merged.summary,
-        **({arc.COUNTIES: county_layer} if county_layer is not None else {}),
-        **({arc.QUALITY_SUMMARY: merged.quality} if merged.quality is not None else {}),
+        arc.COUNTY_SUMMARY: groups.county_summary,
+        **(
+            {arc.COUNTIES: lambda: _county_boundaries(cfg, merged.crs, groups.counties())}
+            if cfg.inputs.counties is not None
+            else {}
+        ),
+        **({arc.QUALITY_SUMMARY: groups.quality_summary} if cfg.inputs.rasters else {}),
         **merged.protection,
         arc.QA_LOG: merged.qa,
-        arc.METADATA: meta,
+        arc.METADATA: metadata,
     }
-    layers[arc.DICTIONARY] = arc.field_dictionary(layers=layers)
+    layers[arc.DICTIONARY] = lambda: arc.field_dictionary(layers=layers)
     release_memory()  # the merge's transient copies, before the write's buffers
     progress(f"writing {cfg.output.path}")
     t3 = time.perf_counter()
@@ -837,13 +860,14 @@ def _finish(
     else:
         arc.write_archive(cfg.output.path, layers, overwrite=overwrite)
     timings["write"] = time.perf_counter() - t3
+    conservation = groups.conservation()
     if not conservation["passed"]:
         raise InvariantError(
             f"{cfg.output.path}: conservation check failed for {conservation['unbalanced']} "
             f"parcel(s) (max relative error {conservation['max_rel_error']:.3g}); "
             f"see layer {arc.BALANCE}"
         )
-    if not reconciliation["passed"]:
+    if not groups.reconciliation()["passed"]:
         raise InvariantError(
             f"{cfg.output.path}: county totals do not reconcile with the input TBMJ"
         )
@@ -856,7 +880,9 @@ def _finish(
         if len(qa_frame)
         else pd.DataFrame(columns=["layer", "check", "action", "count"])
     )
-    return SurveyOutcome(cfg.output.path, counts, merged.summary, conservation, qa_summary, timings)
+    return SurveyOutcome(
+        cfg.output.path, counts, groups.county_summary(), conservation, qa_summary, spent()
+    )
 
 
 def _county_boundaries(cfg: SurveyConfig, crs: CRS, codes: set[str]) -> gpd.GeoDataFrame | None:
@@ -1690,6 +1716,10 @@ class Merged:
     as the archive is written, their geometries read from the partitions' files, so the merge
     holds one group's rows (a county, where partitions are counties), not the province's. The
     small layers (per project, per change parcel, the QA log) are merged whole.
+
+    The summaries and checks (``groups``: :meth:`_GroupMerge.county_summary` and the others)
+    are added up from each group as the pieces and the balance are written; asked for before,
+    they read the groups not yet seen.
     """
 
     crs: CRS
@@ -1697,15 +1727,11 @@ class Merged:
     balance: arc.LayerStream
     protection: dict[str, pd.DataFrame | arc.LayerStream]
     qa: pd.DataFrame
-    summary: pd.DataFrame
-    quality: pd.DataFrame | None
-    conservation: dict[str, object]
-    reconciliation: dict[str, object]
-    counties: set[str]
     counts: dict[str, int]
     timings: dict[str, float]
     status: dict[str, str]
     names: dict[str, str]
+    groups: _GroupMerge
 
 
 #: layers whose rows follow the pieces (DABH renumbered by the merge)
@@ -1741,10 +1767,10 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
     Pieces are ordered by (county, BSM, soil polygon) and numbered (DABH) per county again, the
     layers that refer to pieces follow the new numbers, per-county and per-project tables are
     added up, QA rows that several partitions logged for one shared feature are kept once, and
-    the spatial layers are reprojected to the output CRS as they are written. The summaries are
-    added up here, one group of counties at a time (:func:`_merge_groups`); the layers that grow
-    with the parcels are merged again, group by group, as the archive is written. One partition
-    comes out as it went in.
+    the spatial layers are reprojected to the output CRS as they are written. The layers that
+    grow with the parcels are merged one group of counties at a time (:func:`_merge_groups`) as
+    the archive is written, and the summaries and checks added up from each group as it goes
+    by (:class:`Merged`). One partition comes out as it went in.
 
     Raises
     ------
@@ -1759,45 +1785,7 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
     names: dict[str, str] = {}
     for p in full:
         names.update(p.names)
-    merge = _GroupMerge(full, cfg.year, crs, single, names)
-    timings = _merge_timings(partials)
-
-    # the summaries and checks, a group of counties at a time
-    columns = merge.schemas[arc.PIECES].names
-    rasters = cfg.inputs.rasters
-    summary, quality, conservation, reconciliation = [], [], [], []
-    counties: set[str] = set()
-    t_q = 0.0
-    needed = [
-        c
-        for c in (
-            "BSM",
-            "TL",
-            "MJ",
-            "TBMJ",
-            "TBDLMJ",
-            *PROTECTION_SUMMARY,
-            *quality_fields(rasters),
-        )
-        if c in columns
-    ]
-    for g in range(len(merge.groups)):
-        pieces = merge.sorted_pieces(g, needed)
-        balance = merge.balance(g)
-        summary.append(county_rows(pieces, balance, columns))
-        if rasters:
-            t = time.perf_counter()
-            quality.append(quality_rows(pieces, rasters))
-            t_q += time.perf_counter() - t
-        conservation.append(_balance_errors(balance))
-        reconciliation.append(_reconcile(balance, merge.fields(g, _PARCELS)))
-        counties.update(balance["XZQDM"].astype(str).unique().tolist())
-        del pieces, balance
-    if rasters:
-        t = time.perf_counter()
-        quality_frame = quality_table(quality, names)
-        timings["quality"] = timings.get("quality", 0.0) + t_q + time.perf_counter() - t
-
+    merge = _GroupMerge(full, cfg.year, crs, single, names, cfg.inputs.rasters)
     protection: dict[str, pd.DataFrame | arc.LayerStream] = {}
     for name in _protection_layers(full):
         if name in _BY_PIECE:
@@ -1815,18 +1803,11 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
         balance=merge.stream(arc.BALANCE),
         protection=protection,
         qa=_merge_qa(partials),
-        summary=county_table(summary, columns, names),
-        quality=quality_frame if rasters else None,
-        conservation=_conservation(conservation),
-        reconciliation={
-            "passed": all(r["passed"] for r in reconciliation),
-            "counties": {k: v for r in reconciliation for k, v in r["counties"].items()},
-        },
-        counties=counties,
         counts=_merge_counts(partials, single),
-        timings=timings,
+        timings=_merge_timings(partials),
         status=dict(full[0].status),
         names=names,
+        groups=merge,
     )
 
 
@@ -1866,6 +1847,7 @@ class _GroupMerge:
         crs: CRS,
         single: bool,
         names: dict[str, str],
+        rasters: dict[str, RasterSpec] | None = None,
     ) -> None:
         self.partials, self.year, self.crs, self.single, self.names = (
             partials,
@@ -1874,6 +1856,7 @@ class _GroupMerge:
             single,
             names,
         )
+        self.rasters = rasters or {}
         self.groups = _merge_groups(partials)
         #: per group, the sorted pieces' positions; per partition, its pieces' new numbers and
         #: where its counties start (:meth:`_county_starts`)
@@ -1885,6 +1868,28 @@ class _GroupMerge:
             for name in (arc.PIECES, arc.BALANCE, *_BY_PIECE)
             if any(p.has(name) for p in partials)
         }
+        self.columns = self.schemas[arc.PIECES].names
+        #: the pieces' fields the summaries need
+        self.needed = [
+            c
+            for c in (
+                "BSM",
+                "TL",
+                "MJ",
+                "TBMJ",
+                "TBDLMJ",
+                *PROTECTION_SUMMARY,
+                *quality_fields(self.rasters),
+            )
+            if c in self.columns
+        ]
+        #: per group: its county summary rows, quality summary rows, and the balance checks
+        #: (:func:`_balance_errors`, :func:`_reconcile`, its counties)
+        self.county_parts: dict[int, pd.DataFrame] = {}
+        self.quality_parts: dict[int, pd.DataFrame] = {}
+        self.checks: dict[int, tuple[tuple[int, int, float], dict[str, object], set[str]]] = {}
+        self.quality_seconds = 0.0
+        self._county_summary: pd.DataFrame | None = None
 
     def fields(self, g: int, name: str, columns: list[str] | None = None) -> pd.DataFrame | None:
         """A layer's fields in group ``g``'s partitions, one after another, with the partition
@@ -1929,8 +1934,10 @@ class _GroupMerge:
         return pieces.iloc[self.order[g]].reset_index(drop=True)
 
     def pieces(self, g: int) -> pd.DataFrame:
-        """Group ``g``'s pieces layer: all fields, sorted, numbered (DABH) per county again."""
+        """Group ``g``'s pieces layer: all fields, sorted, numbered (DABH) per county again;
+        its summary rows added up on the way."""
         pieces = self.sorted_pieces(g)
+        self._add_up(g, pieces)
         k, row = pieces["_k"].to_numpy(), pieces["_row"].to_numpy()
         seq = np.zeros(len(k), np.int32)
         for member in np.unique(k).tolist():
@@ -1971,10 +1978,69 @@ class _GroupMerge:
         ).to_numpy()
 
     def balance(self, g: int) -> pd.DataFrame:
-        """Group ``g``'s balance rows, sorted by (county, BSM)."""
+        """Group ``g``'s balance rows, sorted by (county, BSM); its checks made on the way."""
         balance = self.fields(g, arc.BALANCE)
+        if g not in self.checks:
+            self.checks[g] = (
+                _balance_errors(balance),
+                _reconcile(balance, self.fields(g, _PARCELS)),
+                set(balance["XZQDM"].astype(str).unique().tolist()),
+            )
         order = np.lexsort((balance["BSM"].to_numpy().astype(str), balance["XZQDM"].to_numpy()))
         return balance.iloc[order].reset_index(drop=True)
+
+    def _add_up(self, g: int, pieces: pd.DataFrame) -> None:
+        """Group ``g``'s rows of the county and quality summaries, from its sorted pieces."""
+        if g in self.county_parts:
+            return
+        frame = pieces[list(dict.fromkeys(["XZQDM", "DABH", *self.needed]))]
+        cultivated = self.fields(g, arc.BALANCE, ["XZQDM", "TBMJ", "TBDLMJ"])
+        self.county_parts[g] = county_rows(frame, cultivated, self.columns)
+        if self.rasters:
+            t = time.perf_counter()
+            self.quality_parts[g] = quality_rows(frame, self.rasters)
+            self.quality_seconds += time.perf_counter() - t
+
+    def _every_group(self) -> None:
+        """Add up the groups the layers written so far have not brought."""
+        for g in range(len(self.groups)):
+            if g not in self.county_parts:
+                self._add_up(g, self.sorted_pieces(g, self.needed))
+            if g not in self.checks:
+                self.balance(g)
+
+    def county_summary(self) -> pd.DataFrame:
+        """HTGD_XZQHZ, of every group."""
+        if self._county_summary is None:
+            self._every_group()
+            parts = [self.county_parts[g] for g in range(len(self.groups))]
+            self._county_summary = county_table(parts, self.columns, self.names)
+        return self._county_summary
+
+    def quality_summary(self) -> pd.DataFrame:
+        """HTGD_ZLHZ, of every group (with quality rasters)."""
+        self._every_group()
+        t = time.perf_counter()
+        parts = [self.quality_parts[g] for g in range(len(self.groups))]
+        table = quality_table(parts, self.names)
+        self.quality_seconds += time.perf_counter() - t
+        return table
+
+    def conservation(self) -> dict[str, object]:
+        self._every_group()
+        return _conservation([self.checks[g][0] for g in range(len(self.groups))])
+
+    def reconciliation(self) -> dict[str, object]:
+        self._every_group()
+        checks = [self.checks[g][1] for g in range(len(self.groups))]
+        return {
+            "passed": all(r["passed"] for r in checks),
+            "counties": {k: v for r in checks for k, v in r["counties"].items()},
+        }
+
+    def counties(self) -> set[str]:
+        self._every_group()
+        return set().union(*(self.checks[g][2] for g in range(len(self.groups))))
 
     def layer(self, g: int, name: str) -> pd.DataFrame | None:
         """Group ``g``'s rows of a layer that follows the pieces, with the pieces' new numbers,
@@ -2007,17 +2073,17 @@ class _GroupMerge:
         after another, each over all the counties."""
         spatial = any(p.is_spatial(name) for p in self.partials if p.has(name))
         if name == arc.PIECES:
-            rows: Callable[[int], pd.DataFrame | None] = self.pieces
+            group: Callable[[int], pd.DataFrame | None] = self.pieces
         elif name == arc.BALANCE:
-            rows = self.balance
+            group = self.balance
         else:
-            rows = functools.partial(self.layer, name=name)
+            group = functools.partial(self.layer, name=name)
         kinds = self._zone_kinds() if name == arc.ZONING_CONFLICTS else [None]
 
         def parts() -> Iterator[tuple[pd.DataFrame, pa.Array | None]]:
             for kind in kinds:
                 for g in range(len(self.groups)):
-                    frame = rows(g)
+                    frame = group(g)
                     if frame is None:
                         continue
                     if kind is not None:
@@ -2025,8 +2091,7 @@ class _GroupMerge:
                     if len(frame):
                         yield from self._chunks(frame, name, spatial)
 
-        schema = self.schemas[name]
-        return arc.LayerStream(schema, parts, self.crs if spatial else None)
+        return arc.LayerStream(self.schemas[name], parts, self.crs if spatial else None)
 
     def _zone_kinds(self) -> list[int]:
         """The ranks (:data:`_ZONE_ORDER`) of the zone kinds in HTGD_GHCT, in order."""
@@ -2274,13 +2339,14 @@ def _merge_timings(partials: list[PartialResult]) -> dict[str, float]:
 
 
 def write_parquet_archive(
-    path: Path, layers: dict[str, pd.DataFrame | arc.LayerStream], *, overwrite: bool = False
+    path: Path, layers: dict[str, arc.Layer], *, overwrite: bool = False
 ) -> Path:
     """Write the archive as a folder of GeoParquet files (``output.format: parquet``).
 
     ``HTGDTB/<county>.parquet`` holds each county's pieces (a partitioned dataset that Arrow,
     DuckDB and GDAL read as one); every other layer is one ``<layer>.parquet``. The folder is
-    written beside the target and renamed into place when complete.
+    written beside the target and renamed into place when complete. ``layers`` as for
+    :func:`pipeline.archive.write_archive`.
 
     Raises
     ------
@@ -2296,7 +2362,8 @@ def write_parquet_archive(
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        for name, frame in layers.items():
+        for name in layers:
+            frame = arc.made(layers, name)
             if name == arc.PIECES:
                 _write_by_county(tmp / name, frame)
                 continue

@@ -809,3 +809,32 @@ def test_merge_reads_the_pieces_one_county_at_a_time_as_they_are_written(job, mo
             assert pending and set(pending) == {county}, (county, pending)
             pending = []
     assert len([e for e in events if e[0] == "read"]) > len(COUNTIES)  # split counties
+
+
+def test_summaries_are_the_same_asked_before_or_after_the_layers_are_written(job, single):
+    """The summaries and checks are added up from each group as the pieces and the balance are
+    written; asked for first, they read the groups themselves, and come out the same."""
+    from pipeline import runner
+    from pipeline.partitions import plan_partitions
+
+    cfg_extra = {"partition": {"by": "county"}}
+    work = stop_before_merging(job, "asked", cfg_extra)
+    cfg = pipeline.load_config(
+        job.write(output={"path": str(job.folder / "out" / "asked.gpkg")}, **cfg_extra)
+    )
+    plan = plan_partitions(cfg)
+    partials = [runner._read_partial(work / p.name) for p in plan]
+
+    first = runner.merge_partials(cfg, partials).groups  # nothing written yet
+    asked = (first.county_summary(), first.conservation(), first.reconciliation())
+    after = runner.merge_partials(cfg, partials).groups
+    for stream in (after.stream(arc.PIECES), after.stream(arc.BALANCE)):
+        for _ in stream.chunks():
+            pass
+    assert sorted(after.county_parts) == sorted(first.county_parts) == list(range(3))
+    written = (after.county_summary(), after.conservation(), after.reconciliation())
+    pd.testing.assert_frame_equal(asked[0], written[0])
+    assert asked[1:] == written[1:]
+    pd.testing.assert_frame_equal(
+        written[0], single[arc.COUNTY_SUMMARY], check_dtype=False, check_exact=False
+    )
