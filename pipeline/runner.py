@@ -1959,7 +1959,7 @@ class _GroupMerge:
             .groupby("county", sort=False)["row"]
             .agg(first="min", count="size")
         )
-        old = pd.Series(dabh).str[-7:].astype(int).to_numpy()
+        old = _old_numbers(dabh)
         first = starts["first"].to_numpy()[starts.index.get_indexer(counties)]
         if not np.array_equal(old, row - first + 1):
             raise InvariantError(
@@ -2053,7 +2053,7 @@ class _GroupMerge:
             self.sorted_pieces(g, [])
         k = frame["_k"].to_numpy()
         counties = frame["XZQDM"].to_numpy().astype(str)
-        old = pd.Series(frame["DABH"].to_numpy().astype(str)).str[-7:].astype(int).to_numpy()
+        old = _old_numbers(frame["DABH"].to_numpy())
         dabh = np.full(len(frame), None, dtype=object)
         for member in np.unique(k).tolist():
             at = np.flatnonzero(k == member)
@@ -2062,8 +2062,8 @@ class _GroupMerge:
             found = where >= 0
             first = np.where(found, starts["first"].to_numpy()[where], 0)
             count = np.where(found, starts["count"].to_numpy()[where], 0)
-            known = found & (old[at] >= 1) & (old[at] <= count)
-            row = first[known] + old[at][known] - 1
+            known = found & (old[at] >= 1) & (old[at] <= count)  # False where no number
+            row = first[known] + old[at][known].astype(np.int64) - 1
             dabh[at[known]] = self._numbers(counties[at][known], self.seq[member][row])
         frame["DABH"] = dabh
         return _merge_protection(name, frame, self.single, self.names)
@@ -2116,6 +2116,11 @@ class _GroupMerge:
             stop = min(start + _CHUNK_ROWS, len(frame))
             chunk = attrs.iloc[start:stop].reset_index(drop=True)
             yield chunk, geometries(start, stop) if geometries is not None else None
+
+
+def _old_numbers(dabh: np.ndarray) -> np.ndarray:
+    """A partition's piece numbers: the last 7 digits of DABH (NaN where there are none)."""
+    return pd.to_numeric(pd.Series(dabh).astype(str).str[-7:], errors="coerce").to_numpy(float)
 
 
 def _zone_rank(frame: pd.DataFrame) -> np.ndarray:

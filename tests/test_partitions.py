@@ -510,7 +510,8 @@ def test_resume_redoes_a_partition_whose_results_are_damaged(job, single, damage
     assert_same_archive(single, resumed)
 
 
-def test_pieces_numbered_out_of_order_are_refused(job):
+@pytest.mark.parametrize("damage", ["reversed", "not numbers"])
+def test_pieces_numbered_out_of_order_are_refused(job, damage):
     """The layers that refer to pieces are renumbered by each partition's own numbering (a
     piece's number is its row in its county): a work folder whose pieces break it is named,
     not merged into wrong numbers."""
@@ -522,8 +523,9 @@ def test_pieces_numbered_out_of_order_are_refused(job):
     path = work / "220183" / f"{arc.PIECES}.parquet"
     table = pq.read_table(path)
     at = table.schema.get_field_index("DABH")
-    reversed_numbers = pa.array(table.column("DABH").to_pylist()[::-1])
-    pq.write_table(table.set_column(at, "DABH", reversed_numbers), path)
+    numbers = table.column("DABH").to_pylist()
+    numbers = numbers[::-1] if damage == "reversed" else ["HT-?"] * len(numbers)
+    pq.write_table(table.set_column(at, "DABH", pa.array(numbers)), path)
     with pytest.raises(InvariantError, match=r"partition 220183: its pieces' numbers \(DABH\)"):
         survey(job, "renumbered", config=cfg, resume=True)
 
