@@ -1811,29 +1811,34 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
     )
 
 
-def _merge_groups(partials: list[PartialResult]) -> list[list[int]]:
-    """The partitions (their indexes) merged together, in the archive's order: each group holds
-    whole counties (every partition with rows of a county), and no other group's county codes
-    fall among its own, so that merging the groups one after another gives the province's
-    order. With partitions by county, each county (or the parts of a large one) is a group."""
-    spans = []
+def _merge_groups(partials: list[PartialResult]) -> list[tuple[list[str], list[int]]]:
+    """The groups merged one after another, in the archive's order: counties (their codes, in
+    code order) with the partitions (their indexes) that have rows of them. A county is a group
+    of its own, with its partition or the parts of a large one, or with the grid cells it
+    crosses (each giving its rows of that county); counties next to each other in code order
+    that have the same partitions (one partition for the whole job) are one group."""
+    members: dict[str, list[int]] = {}
     for k, p in enumerate(partials):
         codes: set[str] = set()
         for name in (arc.PIECES, arc.BALANCE):
             if p.has(name):
-                codes.update(str(c) for c in p.fields(name, ["XZQDM"])["XZQDM"].unique())
-        if codes:
-            spans.append((min(codes), max(codes), k))
-    groups: list[list[int]] = []
-    top = ""
-    for low, high, k in sorted(spans):
-        if groups and low <= top:
-            groups[-1].append(k)
-            top = max(top, high)
+                found = p.fields(name, ["XZQDM"])["XZQDM"].unique()
+                codes.update("" if pd.isna(c) else str(c) for c in found)
+        for code in codes:
+            members.setdefault(code, []).append(k)
+    groups: list[tuple[list[str], list[int]]] = []
+    for code in sorted(members):
+        if groups and groups[-1][1] == members[code]:
+            groups[-1][0].append(code)
         else:
-            groups.append([k])
-            top = high
-    return [sorted(g) for g in groups]
+            groups.append(([code], members[code]))
+    return groups
+
+
+def _county_of(frame: pd.DataFrame) -> np.ndarray:
+    """The rows' county codes as text ("" where there is none), as :func:`_merge_groups` has
+    them."""
+    return frame["XZQDM"].astype(object).fillna("").astype(str).to_numpy()
 
 
 class _GroupMerge:
@@ -1857,7 +1862,12 @@ class _GroupMerge:
             names,
         )
         self.rasters = rasters or {}
-        self.groups = _merge_groups(partials)
+        groups = _merge_groups(partials)
+        #: per group: its counties and the partitions with rows of them
+        self.codes = [codes for codes, _ in groups]
+        self.groups = [members for _, members in groups]
+        #: the partitions with rows of more than one group (grid cells across county lines)
+        self.shared = {k for k in range(len(partials)) if sum(k in m for m in self.groups) > 1}
         #: per group, the sorted pieces' positions; per partition, its pieces' new numbers and
         #: where its counties start (:meth:`_county_starts`)
         self.order: dict[int, np.ndarray] = {}
@@ -1898,11 +1908,18 @@ class _GroupMerge:
         frames = []
         for k in self.groups[g]:
             p = self.partials[k]
-            if p.has(name):
-                frame = p.fields(name, columns)
-                frame["_k"] = k
-                frame["_row"] = np.arange(len(frame))
-                frames.append(frame)
+            if not p.has(name):
+                continue
+            shared = k in self.shared
+            extra = shared and columns is not None and "XZQDM" not in columns
+            frame = p.fields(name, [*columns, "XZQDM"] if extra else columns)
+            frame["_k"] = k
+            frame["_row"] = np.arange(len(frame))
+            if shared:  # only this group's county
+                frame = frame[np.isin(_county_of(frame), self.codes[g])].reset_index(drop=True)
+                if extra:
+                    frame = frame.drop(columns="XZQDM")
+            frames.append(frame)
         return _concat(frames) if frames else None
 
     def sorted_pieces(self, g: int, columns: list[str] | None = None) -> pd.DataFrame:
@@ -1926,10 +1943,13 @@ class _GroupMerge:
             dabh = pieces["DABH"].to_numpy().astype(str)
             for member in self.groups[g]:
                 at = k == member
-                own = np.zeros(self.partials[member].rows(arc.PIECES), np.int32)
-                own[row[at]] = seq[at]
-                self.seq[member] = own
-                self.starts[member] = self._county_starts(member, counties[at], row[at], dabh[at])
+                if member not in self.seq:
+                    self.seq[member] = np.zeros(self.partials[member].rows(arc.PIECES), np.int32)
+                self.seq[member][row[at]] = seq[at]
+                starts = self._county_starts(member, counties[at], row[at], dabh[at])
+                if member in self.starts:  # a partition across county lines: more counties
+                    starts = pd.concat([self.starts[member], starts])
+                self.starts[member] = starts
             return pieces
         return pieces.iloc[self.order[g]].reset_index(drop=True)
 
@@ -2081,6 +2101,7 @@ class _GroupMerge:
         kinds = self._zone_kinds() if name == arc.ZONING_CONFLICTS else [None]
 
         def parts() -> Iterator[tuple[pd.DataFrame, pa.Array | None]]:
+            merged = 0
             for kind in kinds:
                 for g in range(len(self.groups)):
                     frame = group(g)
@@ -2089,7 +2110,11 @@ class _GroupMerge:
                     if kind is not None:
                         frame = frame[_zone_rank(frame) == kind].reset_index(drop=True)
                     if len(frame):
+                        merged += len(frame)
                         yield from self._chunks(frame, name, spatial)
+            rows = sum(p.rows(name) for p in self.partials if p.has(name))
+            if merged != rows:  # a row in no group: never leave it out unsaid
+                raise InvariantError(f"layer {name}: {merged} of {rows} rows merged")
 
         return arc.LayerStream(self.schemas[name], parts, self.crs if spatial else None)
 

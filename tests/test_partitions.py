@@ -707,9 +707,9 @@ def test_merge_keeps_text_columns_compact():
 
 
 def test_merge_groups_hold_whole_counties_in_code_order():
-    """The merge goes one group of partitions at a time: a county's partitions are in one
-    group, and a group whose codes surround another county's takes that county in too (its
-    pieces fall between theirs in the archive's order)."""
+    """The merge goes one county at a time, in code order, with every partition that has rows
+    of it (a partition across county lines gives its rows to each); counties next to each
+    other with the same partitions go together."""
     from pipeline.runner import PartialResult, _merge_groups
 
     def part(*codes: str) -> PartialResult:
@@ -723,8 +723,17 @@ def test_merge_groups_hold_whole_counties_in_code_order():
         part("220106"),
         part("220105", "220107"),  # codes around 220106
         part(),  # nothing to merge by county
+        part("220108", "220109"),  # one partition for two counties
     ]
-    assert _merge_groups(parts) == [[1, 2], [0], [3, 4]]
+    assert _merge_groups(parts) == [
+        (["220102"], [1]),
+        (["220103"], [1, 2]),
+        (["220104"], [0]),
+        (["220105"], [4]),
+        (["220106"], [3]),
+        (["220107"], [4]),
+        (["220108", "220109"], [6]),
+    ]
 
 
 def test_layer_schema_takes_types_from_partitions_with_rows():
@@ -840,3 +849,66 @@ def test_summaries_are_the_same_asked_before_or_after_the_layers_are_written(job
     pd.testing.assert_frame_equal(
         written[0], single[arc.COUNTY_SUMMARY], check_dtype=False, check_exact=False
     )
+
+
+def test_grid_cells_across_county_lines_are_merged_one_county_at_a_time(job, single, monkeypatch):
+    """With a grid, cells cross county lines: the merge still goes a county at a time (each
+    cell gives its rows of that county), so the driver holds a county, not the job, and the
+    archive is the same."""
+    from pipeline import runner
+
+    merges: list[runner._GroupMerge] = []
+    chunks = runner._GroupMerge._chunks
+    written: list[str] = []
+
+    def logged_chunks(self, frame, name, spatial):
+        if not merges or merges[-1] is not self:
+            merges.append(self)
+        if name == arc.PIECES:
+            (county,) = set(frame["XZQDM"])
+            written.append(county)
+        yield from chunks(self, frame, name, spatial)
+
+    monkeypatch.setattr(runner._GroupMerge, "_chunks", logged_chunks)
+    parted = survey(job, "grid", config={"partition": {"by": "grid", "grid_size_m": 250}})
+    assert_same_archive(single, parted)
+    (merge,) = merges
+    assert merge.shared  # cells with rows of two counties
+    assert merge.codes == [[c] for c in sorted(COUNTIES)]
+    assert written == sorted(COUNTIES)  # one chunk a county: the demo counties are small
+
+
+def test_a_row_of_no_county_group_stops_the_merge():
+    """A row of a partition across county lines whose county has no pieces or balance rows
+    falls in no group: the merge says so instead of leaving it out."""
+    import pyproj
+
+    from pipeline.runner import PartialResult, _GroupMerge
+
+    def partial(codes: list[str], bsm: list[str], outside: list[str]) -> PartialResult:
+        numbers = [f"HT{c}20240000001" for c in codes]
+        pieces = pd.DataFrame(
+            {
+                "DABH": numbers,
+                "BSM": bsm,
+                "XZQDM": pd.array(codes, dtype="str"),
+                "TRBM": "a",
+                "TL": "黑土",
+                "TBDLMJ": 1.0,
+            }
+        )
+        layers = {arc.PIECES: pieces, arc.BALANCE: pieces[["XZQDM", "BSM"]]}
+        if outside:
+            layers[arc.OUTSIDE_FARMLAND] = pd.DataFrame(
+                {"DABH": [f"HT{c}20240000001" for c in outside], "XZQDM": outside}
+            )
+        return PartialResult("cell", CRS, layers=layers)
+
+    cells = [
+        partial(["220102", "220103"], ["1", "2"], ["220102", "220199"]),  # 220199: no pieces
+        partial(["220103"], ["3"], []),
+    ]
+    merge = _GroupMerge(cells, 2024, pyproj.CRS(CRS), False, {})
+    assert merge.shared == {0} and merge.codes == [["220102"], ["220103"]]
+    with pytest.raises(InvariantError, match=r"layer HTGD_DNRHX: 1 of 2 rows merged"):
+        list(merge.stream(arc.OUTSIDE_FARMLAND).chunks())
