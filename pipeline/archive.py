@@ -232,7 +232,12 @@ FIELDS: dict[str, list[tuple[str, str, str, str]]] = {
         ("PZZT", "批准状态", "", "已批准 / 未批准"),
         ("XMMJ", "项目用地面积", "m²", "planar area of the project polygon"),
         ("TBGS", "占用黑土耕地图斑个数", "", "number of black-soil pieces it overlaps"),
-        ("ZYMJ", "占用黑土耕地平面面积", "m²", "planar area of black-soil farmland it occupies"),
+        (
+            "ZYMJ",
+            "占用黑土耕地平面面积",
+            "m²",
+            "planar area of black-soil farmland it occupies: its overlaps' MJ (HTGD_JSZY) added up",
+        ),
         ("ZYTBDLMJ", "占用黑土耕地面积", "m²", "TBDLMJ of black-soil farmland it occupies"),
     ],
     ILLEGAL: [

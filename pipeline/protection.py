@@ -652,16 +652,18 @@ def _construction_analysis(
         "SFWPZY": unapproved_hit.astype(np.int32),
     }
 
+    # the totals add up the overlaps as listed, in cents: the same however the pieces are
+    # split between partitions (a sum rounded once would not be)
     per = pd.DataFrame(
         {
             "r": res.right,
             "piece": res.left,
-            "MJ": part_area,
+            "MJ_c": np.round(occupation["MJ"].to_numpy() * 100).astype(np.int64),
             "TBDLMJ_c": np.round(occupation["TBDLMJ"].to_numpy() * 100).astype(np.int64),
         }
     )
     agg = per.groupby("r").agg(
-        TBGS=("piece", "size"), MJ=("MJ", "sum"), TBDLMJ_c=("TBDLMJ_c", "sum")
+        TBGS=("piece", "size"), MJ_c=("MJ_c", "sum"), TBDLMJ_c=("TBDLMJ_c", "sum")
     )
     agg = agg.reindex(np.arange(len(projects)), fill_value=0)
     totals = pd.DataFrame(
@@ -673,7 +675,7 @@ def _construction_analysis(
             "PZZT": np.where(approved, APPROVED, UNAPPROVED),
             "XMMJ": np.round(shapely.area(projects.geometry.to_numpy()), 2),
             "TBGS": agg["TBGS"].to_numpy(np.int64),
-            "ZYMJ": np.round(agg["MJ"].to_numpy(float), 2),
+            "ZYMJ": agg["MJ_c"].to_numpy() / 100,
             "ZYTBDLMJ": agg["TBDLMJ_c"].to_numpy() / 100,
         }
     )

@@ -362,6 +362,29 @@ def test_project_covering_two_pieces(job):
     assert pieces["SFWPZY"].tolist() == [0, 1]
 
 
+def test_project_total_adds_up_its_overlaps_to_the_cent(job):
+    """ZYMJ is the sum of the project's overlaps (HTGD_JSZY MJ, each to the cent): 2000.004 m²
+    twice makes 4000.00, not 4000.01, so it does not depend on how the pieces are split
+    between partitions."""
+    job.layer(
+        "parcels",
+        parcels_frame(
+            [
+                {"geometry": box(0, 0, 100, 100), "TBMJ": 10000.0},
+                {"geometry": box(100, 0, 200, 100), "TBMJ": 10000.0},
+            ]
+        ),
+        "DLTB",
+    )
+    black_everywhere(job)
+    project = {"XMMC": "甲项目", "PZWH": "批1", "PZRQ": "2024-05-01"}
+    project["geometry"] = box(50, 20, 150, 60.00008)  # 2000.004 m² on each piece
+    job.layer("construction", zones([project]), "JSXMYD")
+    _, layers = run(job)
+    assert layers["HTGD_JSZY"]["MJ"].tolist() == [2000.0, 2000.0]
+    assert layers["HTGD_JSZYHZ"]["ZYMJ"].tolist() == [4000.0]
+
+
 # --- change parcels: illegal occupation, digging-out, 占补平衡 ------------------------------------
 
 
