@@ -1904,7 +1904,7 @@ class _GroupMerge:
     def fields(self, g: int, name: str, columns: list[str] | None = None) -> pd.DataFrame | None:
         """A layer's fields in group ``g``'s partitions, one after another, with the partition
         and row each comes from (``_k``, ``_row``: where its geometry is); None if none has
-        the layer."""
+        the layer. A partition with rows of other groups too gives only the group's counties'."""
         frames = []
         for k in self.groups[g]:
             p = self.partials[k]
