@@ -39,6 +39,21 @@ def black_everywhere(job) -> None:
     job.layer("soil", soil_frame([("黑土", box(-500, -500, 1000, 1000))]), "TRTB")
 
 
+def two_black_pieces(job) -> None:
+    """Two 100 × 100 m parcels side by side, black soil everywhere: two pieces of 10,000 m²."""
+    job.layer(
+        "parcels",
+        parcels_frame(
+            [
+                {"geometry": box(0, 0, 100, 100), "TBMJ": 10000.0},
+                {"geometry": box(100, 0, 200, 100), "TBMJ": 10000.0},
+            ]
+        ),
+        "DLTB",
+    )
+    black_everywhere(job)
+
+
 def cents(values) -> np.ndarray:
     return np.round(np.asarray(values, dtype=float) * 100).astype(np.int64)
 
@@ -255,17 +270,7 @@ def _star(n: int) -> list[tuple[float, float]]:
 
 
 def test_zoning_conflicts_with_zone_attributes(job):
-    job.layer(
-        "parcels",
-        parcels_frame(
-            [
-                {"geometry": box(0, 0, 100, 100), "TBMJ": 10000.0},
-                {"geometry": box(100, 0, 200, 100), "TBMJ": 10000.0},
-            ]
-        ),
-        "DLTB",
-    )
-    black_everywhere(job)
+    two_black_pieces(job)
     job.layer(
         "urban_boundary",
         zones([{"GHFQDM": "10", "GHFQMC": "集中建设区", "geometry": box(0, 0, 25, 100)}]),
@@ -366,17 +371,7 @@ def test_project_total_adds_up_its_overlaps_to_the_cent(job):
     """ZYMJ is the sum of the project's overlaps (HTGD_JSZY MJ, each to the cent): 2000.004 m²
     twice makes 4000.00, not 4000.01, so it does not depend on how the pieces are split
     between partitions."""
-    job.layer(
-        "parcels",
-        parcels_frame(
-            [
-                {"geometry": box(0, 0, 100, 100), "TBMJ": 10000.0},
-                {"geometry": box(100, 0, 200, 100), "TBMJ": 10000.0},
-            ]
-        ),
-        "DLTB",
-    )
-    black_everywhere(job)
+    two_black_pieces(job)
     project = {"XMMC": "甲项目", "PZWH": "批1", "PZRQ": "2024-05-01"}
     project["geometry"] = box(50, 20, 150, 60.00008)  # 2000.004 m² on each piece
     job.layer("construction", zones([project]), "JSXMYD")
