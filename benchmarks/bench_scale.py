@@ -118,7 +118,7 @@ def rasters(folder: Path) -> dict[str, Path]:
     return {n: target / f"{n}.tif" for n in names}
 
 
-def job(paths: dict[str, Path], out: Path, all_stages: bool = False):
+def job(paths: dict[str, Path], out: Path, all_stages: bool = False, max_parcels: int = 0):
     folder = paths["parcels"].parent
     stages = PROTECTION_INPUTS if all_stages else ()
     inputs = demo_inputs(folder, ("parcels", "soil", "counties", "region", *stages))
@@ -128,7 +128,7 @@ def job(paths: dict[str, Path], out: Path, all_stages: bool = False):
         {
             "year": 2024,
             "inputs": inputs,
-            "partition": {"by": "county"},
+            "partition": {"by": "county", **({"max_parcels": max_parcels} if max_parcels else {})},
             "output": {"path": str(out)},
         }
     )
@@ -140,14 +140,16 @@ def read_write(paths: dict[str, Path], out: Path) -> None:
     pyogrio.write_dataframe(parcels, out, layer="DLTB", use_arrow=True)
 
 
-def job_io(paths: dict[str, Path], archive: Path, out: Path, all_stages: bool) -> float:
+def job_io(
+    paths: dict[str, Path], archive: Path, out: Path, all_stages: bool, max_parcels: int = 0
+) -> float:
     """Seconds to read every input of the job and write every layer of ``archive`` to ``out``
     (the archive is read first, untimed)."""
     layers = [
         (name, pyogrio.read_dataframe(archive, layer=name, use_arrow=True))
         for name in pyogrio.list_layers(archive)[:, 0]
     ]
-    inputs = job(paths, out, all_stages).inputs
+    inputs = job(paths, out, all_stages, max_parcels).inputs
     vectors = [
         s for f in dataclasses.fields(inputs) if isinstance(s := getattr(inputs, f.name), InputSpec)
     ]
@@ -169,10 +171,12 @@ def _partition_task(args: tuple) -> None:
     run_partition(cfg, part, plan, folder, "ceiling", threads=1)
 
 
-def machine_scaling(size: int, root: Path, all_stages: bool) -> tuple[float, float]:
+def machine_scaling(
+    size: int, root: Path, all_stages: bool, max_parcels: int = 0
+) -> tuple[float, float]:
     """Seconds for the largest partition of the data run twice in one process, and once in
     each of two processes at the same time (no dask): what two busy cores give this work."""
-    cfg = job(data(size, root), root / f"ceiling_{size}.gpkg", all_stages)
+    cfg = job(data(size, root), root / f"ceiling_{size}.gpkg", all_stages, max_parcels)
     plan = tuple(plan_partitions(cfg))
     part = max(plan, key=lambda p: p.size)
     walls = []
@@ -187,12 +191,16 @@ def machine_scaling(size: int, root: Path, all_stages: bool) -> tuple[float, flo
     return walls[0], walls[1]
 
 
-def child(size: int, workers: int, root: Path, all_stages: bool) -> None:
+def child(size: int, workers: int, root: Path, all_stages: bool, max_parcels: int = 0) -> None:
     """One measurement in this (fresh) process; prints its result as one JSON line."""
     paths = data(size, root)
     if workers == -2:  # after a survey run: any of its archives (they are the same)
-        written = sorted(root.glob(f"archive_{size}_[0-9].gpkg"), key=os.path.getmtime)
-        wall = job_io(paths, written[-1], root / f"archive_{size}_io.gpkg", all_stages)
+        runs = [
+            p for p in root.glob(f"archive_{size}_*.gpkg") if p.stem.rsplit("_", 1)[1].isdigit()
+        ]
+        written = sorted(runs, key=os.path.getmtime)
+        io_out = root / f"archive_{size}_io.gpkg"
+        wall = job_io(paths, written[-1], io_out, all_stages, max_parcels)
         print(json.dumps({"wall": wall}))
         return
     if workers < 0:
@@ -203,18 +211,21 @@ def child(size: int, workers: int, root: Path, all_stages: bool) -> None:
     out = root / f"archive_{size}_{workers}.gpkg"
     kwargs = {"workers": workers} if workers else {}
     t0 = time.perf_counter()
-    outcome = run_survey(job(paths, out, all_stages), overwrite=True, **kwargs)
+    cfg = job(paths, out, all_stages, max_parcels)
+    outcome = run_survey(cfg, overwrite=True, **kwargs)
     wall = time.perf_counter() - t0
     surveyed = outcome.counts["parcels_surveyed"]
     print(json.dumps({"wall": wall, "surveyed": surveyed, "timings": outcome.timings}))
 
 
-def measure(size: int, workers: int, root: Path, all_stages: bool) -> dict:
+def measure(size: int, workers: int, root: Path, all_stages: bool, max_parcels: int = 0) -> dict:
     """Run :func:`child` in a new Python process (so that no run inherits another's memory)
     and sample its memory and its workers' from outside."""
     cmd = [sys.executable, __file__, "--child", str(size), str(workers), "--tmp", str(root)]
     if all_stages:
         cmd.append("--all-stages")
+    if max_parcels:
+        cmd += ["--max-parcels", str(max_parcels)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     with PeakMemory(proc.pid) as mem:
         stdout, _ = proc.communicate()
@@ -264,13 +275,20 @@ def main() -> None:
         help="run 1 and 2 workers this many times each, side by side in alternating order, "
         "and print the median of the pairs' ratios",
     )
+    ap.add_argument(
+        "--max-parcels",
+        type=int,
+        default=0,
+        help="partition.max_parcels: split counties into parts of at most this many parcels "
+        "(0: the default, 100,000); more workers need more partitions than the 8 counties",
+    )
     ap.add_argument("--tmp", default=os.path.join(tempfile.gettempdir(), "blacksoil_bench"))
     ap.add_argument("--child", type=int, nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     root = Path(args.tmp)
     root.mkdir(parents=True, exist_ok=True)
     if args.child:
-        child(*args.child, root, args.all_stages)
+        child(*args.child, root, args.all_stages, args.max_parcels)
         return
     print(
         f"{'parcels':>9} {'run':>10} {'wall s':>7} {'GiB max':>8} {'GiB sum':>8} "
@@ -281,12 +299,12 @@ def main() -> None:
         paths = data(size, root)  # generated once, outside the timings
         if args.all_stages:
             rasters(paths["parcels"].parent)
-        base = measure(size, -1, root, args.all_stages)
+        base = measure(size, -1, root, args.all_stages, args.max_parcels)
         print(
             f"{size:>9,} {'read+write':>10} {base['wall']:>7.1f} "
             f"{base['largest'] / 2**30:>8.2f} {base['total'] / 2**30:>8.2f}"
         )
-        one_proc, two_procs = machine_scaling(size, root, args.all_stages)
+        one_proc, two_procs = machine_scaling(size, root, args.all_stages, args.max_parcels)
         print(
             f"{size:>9,} {'ceiling':>10}  largest partition twice: in 1 process {one_proc:.1f} s, "
             f"in 2 at once {two_procs:.1f} s: {one_proc / two_procs:.2f}x"
@@ -294,9 +312,9 @@ def main() -> None:
         one = io = None
         walls: dict[int, list[float]] = {1: [], 2: []}
         for n in schedule(args.workers, args.repeat):
-            r = measure(size, n, root, args.all_stages)
+            r = measure(size, n, root, args.all_stages, args.max_parcels)
             if io is None:  # the job's own I/O, writing the archive this run wrote
-                io = measure(size, -2, root, args.all_stages)
+                io = measure(size, -2, root, args.all_stages, args.max_parcels)
                 print(f"{size:>9,} {'job I/O':>10} {io['wall']:>7.1f}")
             wall, surveyed = r["wall"], r["surveyed"]
             if n == 0:
