@@ -468,9 +468,27 @@ def check_output(path: Path, overwrite: bool) -> None:
         raise OutputError(f"{path.parent}: the output folder is not writable")
 
 
-#: a layer to write: a GeoDataFrame (spatial) or DataFrame (table), a :class:`LayerStream`, or
-#: a callable giving one of those when its turn comes (made from what was written before it)
-Layer = pd.DataFrame | LayerStream | Callable[[], pd.DataFrame | LayerStream]
+class Written:
+    """A layer written into a GeoPackage of its own (by another process, while this one writes
+    the others), copied into the archive as it is when its turn comes (:func:`copy_layer`).
+
+    Parameters
+    ----------
+    columns : pandas.Index
+        Its fields (and ``geometry`` for a spatial layer), for the field titles and dictionary.
+    path : callable
+        ``path()`` → the GeoPackage holding it, once written (waits for it; raises what the
+        writing raised).
+    """
+
+    def __init__(self, columns: pd.Index, path: Callable[[], Path]) -> None:
+        self.columns, self.path = columns, path
+
+
+#: a layer to write: a GeoDataFrame (spatial) or DataFrame (table), a :class:`LayerStream`, a
+#: layer written elsewhere (:class:`Written`), or a callable giving a frame or stream when its
+#: turn comes (made from what was written before it)
+Layer = pd.DataFrame | LayerStream | Written | Callable[[], pd.DataFrame | LayerStream]
 
 
 def write_archive(
@@ -538,12 +556,131 @@ def write_archive(
     return path
 
 
-def made(layers: dict[str, Layer], name: str) -> pd.DataFrame | LayerStream:
+def made(layers: dict[str, Layer], name: str) -> pd.DataFrame | LayerStream | Written:
     """Layer ``name`` of ``layers``, made now if it is a callable (and put in its place)."""
     frame = layers[name]
     if callable(frame):
         frame = layers[name] = frame()
     return frame
+
+
+def write_layers(path: str | Path, layers: dict[str, pd.DataFrame | LayerStream]) -> Path:
+    """Write layers into a new GeoPackage as they are, one after another: a scratch file, for
+    :class:`Written` layers (not atomic, no field titles; :func:`write_archive` for those)."""
+    path = Path(path)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    with _no_sync():
+        for i, (name, frame) in enumerate(layers.items()):
+            _write_layer(path, name, frame, append=bool(i))
+    return path
+
+
+def copy_layer(source: str | Path, target: str | Path, name: str) -> None:
+    """Copy layer ``name`` of GeoPackage ``source`` into GeoPackage ``target``, as it is.
+
+    Its table, indexes and triggers, its rows in the GeoPackage's own tables (contents,
+    geometry columns, extensions, feature count) and its spatial index: the R-tree's own
+    tables are copied, not built again, so a copy takes a fraction of the time writing took.
+    In one SQLite transaction. The layer's CRS must be in ``target`` under the same number, or
+    not at all (then it is copied too); both files written by GDAL with the same CRS agree.
+
+    Raises
+    ------
+    OutputError
+        ``target`` holds a layer of that name, or another CRS under the layer's CRS number.
+    """
+    con = sqlite3.connect(target, isolation_level=None)
+    try:
+        con.execute("ATTACH DATABASE ? AS side", (str(source),))
+        con.execute("BEGIN")
+        if con.execute("SELECT 1 FROM main.sqlite_master WHERE name = ?", (name,)).fetchone():
+            raise OutputError(f"{target}: cannot copy layer {name}: it is there already")
+        schema = con.execute(
+            "SELECT type, name, sql FROM side.sqlite_master WHERE tbl_name = ? AND sql NOT NULL",
+            (name,),
+        ).fetchall()
+        by_kind = {kind: [sql for t, _, sql in schema if t == kind] for kind in ("table", "index")}
+        con.execute(by_kind["table"][0])
+        con.execute(f'INSERT INTO main."{name}" SELECT * FROM side."{name}"')
+        for sql in by_kind["index"]:
+            con.execute(sql)
+        geometry = con.execute(
+            "SELECT column_name, srs_id FROM side.gpkg_geometry_columns WHERE table_name = ?",
+            (name,),
+        ).fetchone()
+        if geometry is not None:
+            _copy_rtree(con, f"rtree_{name}_{geometry[0]}")
+        srs = con.execute(
+            "SELECT srs_id FROM side.gpkg_contents WHERE table_name = ?", (name,)
+        ).fetchone()
+        if srs is not None and srs[0] is not None:
+            _copy_srs(con, srs[0], target, name)
+        for table in ("gpkg_contents", "gpkg_geometry_columns", "gpkg_extensions"):
+            _copy_rows(con, table, "table_name", name)
+        _copy_rows(con, "gpkg_ogr_contents", "table_name", name)
+        for _, _, sql in [row for row in schema if row[0] == "trigger"]:
+            con.execute(sql)
+        con.execute("COMMIT")
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+    finally:
+        con.close()
+
+
+def _copy_rtree(con: sqlite3.Connection, rtree: str) -> None:
+    """An R-tree virtual table, made again in ``main`` and its node, row and parent tables
+    filled from ``side`` (the tree as it was built, not inserted again row by row)."""
+    found = con.execute(
+        "SELECT sql FROM side.sqlite_master WHERE type = 'table' AND name = ?", (rtree,)
+    ).fetchone()
+    if found is None:
+        return
+    con.execute(found[0])
+    for part in ("node", "rowid", "parent"):
+        con.execute(f'DELETE FROM main."{rtree}_{part}"')
+        con.execute(f'INSERT INTO main."{rtree}_{part}" SELECT * FROM side."{rtree}_{part}"')
+
+
+def _copy_srs(con: sqlite3.Connection, srs_id: int, target: str | Path, name: str) -> None:
+    columns = _columns(con, "side", "gpkg_spatial_ref_sys")
+    theirs = con.execute(
+        f"SELECT {columns} FROM side.gpkg_spatial_ref_sys WHERE srs_id = ?", (srs_id,)
+    ).fetchone()
+    ours = con.execute(
+        f"SELECT {columns} FROM main.gpkg_spatial_ref_sys WHERE srs_id = ?", (srs_id,)
+    ).fetchone()
+    if ours is None:
+        _copy_rows(con, "gpkg_spatial_ref_sys", "srs_id", srs_id)
+    elif ours != theirs:
+        raise OutputError(
+            f"{target}: cannot copy layer {name}: its CRS number {srs_id} means another CRS there"
+        )
+
+
+def _columns(con: sqlite3.Connection, schema: str, table: str) -> str:
+    return ", ".join(f'"{r[1]}"' for r in con.execute(f'PRAGMA {schema}.table_info("{table}")'))
+
+
+def _copy_rows(con: sqlite3.Connection, table: str, key: str, value: object) -> None:
+    """The rows of a GeoPackage table whose ``key`` is ``value``, from ``side`` into ``main``
+    (the table made in ``main`` first where only ``side`` has it; nothing where neither)."""
+    found = con.execute(
+        "SELECT sql FROM side.sqlite_master WHERE type = 'table' AND name = ?", (table,)
+    ).fetchone()
+    if found is None:
+        return
+    if not con.execute(
+        "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = ?", (table,)
+    ).fetchone():
+        con.execute(found[0])
+    columns = _columns(con, "side", table)
+    con.execute(
+        f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM side.{table} WHERE {key} = ?",
+        (value,),
+    )
 
 
 @contextlib.contextmanager
@@ -592,7 +729,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _write_layer(path: Path, name: str, frame: pd.DataFrame | LayerStream, *, append: bool) -> None:
+def _write_layer(
+    path: Path, name: str, frame: pd.DataFrame | LayerStream | Written, *, append: bool
+) -> None:
+    if isinstance(frame, Written):
+        if not append:  # copy_layer copies into a GeoPackage
+            raise ValueError(f"layer {name}: a layer written elsewhere cannot come first")
+        try:
+            copy_layer(frame.path(), path, name)
+        except sqlite3.Error as err:
+            raise OutputError(f"{path}: cannot copy layer {name} ({err})") from err
+        return
     if isinstance(frame, LayerStream):
         _write_stream(path, name, frame, append=append)
         return

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
@@ -65,6 +65,9 @@ from .survey import (
     prepare_soil,
     survey_parcels,
 )
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -807,8 +810,12 @@ def _finish(
     overwrite: bool,
     progress: Progress,
     merge_timings: dict[str, float] | None = None,
+    side: dict[str, Callable[[], Path]] | None = None,
 ) -> SurveyOutcome:
-    """Merge the partitions' results, add the summaries and metadata, write the archive."""
+    """Merge the partitions' results, add the summaries and metadata, write the archive.
+
+    ``side``: layers being written into a GeoPackage of their own by another process
+    (:func:`_side_writer`), copied into the archive when their turn comes."""
     t0 = time.perf_counter()
     merged = merge_partials(cfg, partials)
     timings = {**merged.timings, **(merge_timings or {})}
@@ -851,6 +858,8 @@ def _finish(
         arc.QA_LOG: merged.qa,
         arc.METADATA: metadata,
     }
+    for name, path in (side or {}).items():
+        layers[name] = arc.Written(merged.protection[name].columns, path)
     layers[arc.DICTIONARY] = lambda: arc.field_dictionary(layers=layers)
     release_memory()  # the merge's transient copies, before the write's buffers
     progress(f"writing {cfg.output.path}")
@@ -1672,20 +1681,109 @@ def _run_partitioned(
             )
         progress("merging the partitions")
         t2 = time.perf_counter()
-        partials = [_read_partial(workdir / p.name) for p in plan]
+        folders = [workdir / p.name for p in plan]
+        partials = [_read_partial(f) for f in folders]
         t_collect = time.perf_counter() - t2
-        outcome = _finish(
-            cfg,
-            partials,
-            overwrite=overwrite,
-            progress=progress,
-            merge_timings={"plan": t_plan, "partitions": t_parts, "collect": t_collect},
-        )
+        # with a cluster (whose users guard their scripts' main code, as spawn needs) on more
+        # than one core, a second process writes some layers beside this one
+        cores = bool(workers or scheduler) and (os.cpu_count() or 1) > 1
+        with _side_writer(cfg, partials, folders, workdir if cores else None) as side:
+            outcome = _finish(
+                cfg,
+                partials,
+                overwrite=overwrite,
+                progress=progress,
+                merge_timings={"plan": t_plan, "partitions": t_parts, "collect": t_collect},
+                side=side,
+            )
     except KeyboardInterrupt as err:
         done = sum(_is_done(workdir / p.name, stamps[p.name]) for p in plan)
         raise Interrupted(_interrupted_message(done, len(plan), workdir)) from err
     shutil.rmtree(workdir, ignore_errors=True)
     return outcome
+
+
+#: the least rows of the layers that refer to pieces for which a second process writes them
+#: (its start, ~2 s, must pay off)
+_SIDE_ROWS = 250_000
+
+
+@contextlib.contextmanager
+def _side_writer(
+    cfg: SurveyConfig, partials: list[PartialResult], folders: list[Path], workdir: Path | None
+) -> Iterator[dict[str, Callable[[], Path]]]:
+    """The layers that refer to pieces (HTGD_DNRHX, HTGD_GHCT, HTGD_JSZY), merged and written
+    by a second process into a GeoPackage of their own in the work folder while this one writes
+    the pieces and the balance; each name maps to a callable that waits for that process and
+    gives the file (``archive.Written``, copied in at the layer's turn). None where
+    ``workdir`` is None (no cores to spare), for a parquet archive, or with fewer rows than
+    :data:`_SIDE_ROWS`. The second process merges exactly as this one would (same code, same
+    partitions' files), so the archive is the same either way; it is stopped on leaving if
+    still running (an error or Ctrl-C here)."""
+    full = [p for p in partials if p.empty is None]
+    names = [n for n in _BY_PIECE if any(p.has(n) for p in full)]
+    rows = sum(p.rows(n) for n in names for p in full if p.has(n))
+    if workdir is None or not names or cfg.output.format != "gpkg" or rows < _SIDE_ROWS:
+        yield {}
+        return
+    import multiprocessing
+
+    path = workdir / "side.gpkg"
+    context = multiprocessing.get_context("spawn")  # no fork of a process with threads
+    ours, theirs = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_side_main, args=(cfg, folders, names, path, theirs), name="blacksoil-side"
+    )
+    process.start()
+    theirs.close()
+    outcome: list[BaseException | None] = []
+
+    def written() -> Path:
+        if not outcome:
+            try:
+                outcome.append(ours.recv())
+            except EOFError:  # it died without a word (killed, out of memory)
+                process.join()
+                outcome.append(
+                    OutputError(
+                        f"{cfg.output.path}: the process writing {', '.join(names)} stopped "
+                        f"(exit code {process.exitcode})"
+                    )
+                )
+        if outcome[0] is not None:
+            raise outcome[0]
+        return path
+
+    try:
+        yield dict.fromkeys(names, written)
+    finally:
+        if process.is_alive() and not outcome:
+            process.terminate()
+        process.join()
+        ours.close()
+
+
+def _side_main(
+    cfg: SurveyConfig, folders: list[Path], names: list[str], path: Path, conn: Connection
+) -> None:
+    """In the second process of :func:`_side_writer`: merge and write ``names``; send back
+    None, or what was raised (to be raised again in the first process). Ctrl-C is left to the
+    first process, which stops this one."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    answer: BaseException | None = None
+    try:
+        merge = _group_merge(cfg, [_read_partial(f) for f in folders])
+        arc.write_layers(path, {name: merge.stream(name) for name in names})
+    except Exception as err:
+        answer = err
+    with contextlib.suppress(OSError):  # the first process has gone: nobody to tell
+        try:
+            conn.send(answer)
+        except Exception:  # an error that does not pickle: its words
+            conn.send(OutputError(f"{path}: {type(answer).__name__}: {answer}"))
+        conn.close()
 
 
 def _interrupted_message(done: int, total: int, workdir: Path) -> str:
@@ -1777,15 +1875,8 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
     InputError
         No partition had anything to survey.
     """
-    full = [p for p in partials if p.empty is None]
-    if not full:
-        raise InputError(partials[0].empty if partials else "no partitions")
-    crs = output_crs(cfg, [p.crs for p in full])
-    single = len(partials) == 1
-    names: dict[str, str] = {}
-    for p in full:
-        names.update(p.names)
-    merge = _GroupMerge(full, cfg.year, crs, single, names, cfg.inputs.rasters)
+    merge = _group_merge(cfg, partials)
+    full, crs, single, names = merge.partials, merge.crs, merge.single, merge.names
     protection: dict[str, pd.DataFrame | arc.LayerStream] = {}
     for name in _protection_layers(full):
         if name in _BY_PIECE:
@@ -1809,6 +1900,18 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
         names=names,
         groups=merge,
     )
+
+
+def _group_merge(cfg: SurveyConfig, partials: list[PartialResult]) -> _GroupMerge:
+    """The merge of the partitions with something surveyed, into the output CRS."""
+    full = [p for p in partials if p.empty is None]
+    if not full:
+        raise InputError(partials[0].empty if partials else "no partitions")
+    crs = output_crs(cfg, [p.crs for p in full])
+    names: dict[str, str] = {}
+    for p in full:
+        names.update(p.names)
+    return _GroupMerge(full, cfg.year, crs, len(partials) == 1, names, cfg.inputs.rasters)
 
 
 def _merge_groups(partials: list[PartialResult]) -> list[tuple[list[str], list[int]]]:

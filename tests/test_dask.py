@@ -59,13 +59,17 @@ def test_failed_partition_on_dask_is_named(job, cluster):
 
 
 @pytest.mark.slow
-def test_demo_data_gives_one_archive_for_any_partitioning_and_workers(tmp_path, cluster):
+def test_demo_data_gives_one_archive_for_any_partitioning_and_workers(
+    tmp_path, cluster, monkeypatch
+):
     """Realistic data (digitised soil boundaries that partitions cut through, soil-map gaps,
     the region edge, zones, projects and change parcels across county and cell lines, cells
     holding change parcels but no cultivated parcel): in process unpartitioned, by county on
-    two dask workers, by a 3 km grid and by counties split in parts give the same archive, row
-    for row."""
+    two dask workers (the layers that refer to pieces written by a second process, or not), by
+    a 3 km grid and by counties split in parts give the same archive, row for row."""
     import pipeline
+    from pipeline import archive as arc
+    from pipeline import runner
     from pipeline.config import config_from_dict
     from pipeline.demo import demo_inputs
 
@@ -81,7 +85,20 @@ def test_demo_data_gives_one_archive_for_any_partitioning_and_workers(tmp_path, 
 
     single = run("single", {"by": "none"})
     assert len(single["HTGD_WFZY"]) > 0 and len(single["HTGD_ZBPH"]) > 1
+    copied: list[str] = []
+    copy_layer = arc.copy_layer
+
+    def counted(source, target, name: str) -> None:
+        copied.append(name)
+        copy_layer(source, target, name)
+
+    monkeypatch.setattr(arc, "copy_layer", counted)
+    monkeypatch.setattr(runner, "_SIDE_ROWS", 0)  # this data is far below the usual threshold
+    side = run("side", {"by": "county"}, scheduler=cluster.scheduler_address)
+    assert copied == [arc.OUTSIDE_FARMLAND, arc.ZONING_CONFLICTS, arc.OCCUPATION]
+    monkeypatch.undo()
     for parted in (
+        side,
         run("county", {"by": "county"}, scheduler=cluster.scheduler_address),
         run("grid", {"by": "grid", "grid_size_m": 3000.0}),
         # every county split in parts of at most 300 parcels

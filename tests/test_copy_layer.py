@@ -1,0 +1,158 @@
+"""Layers written by a second process into a GeoPackage of their own and copied into the
+archive (``archive.copy_layer``, ``runner._side_writer``): the copy is the layer as written,
+spatial index included, and what goes wrong in the second process reaches the first."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import pyogrio
+import pytest
+import shapely
+
+from pipeline import archive as arc
+from pipeline.errors import OutputError
+
+CRS = "EPSG:4526"
+
+
+def _squares(n: int, x0: float = 0.0) -> gpd.GeoDataFrame:
+    """``n`` 10 m squares in a row from ``x0``, each with its number and area."""
+    boxes = [shapely.box(x0 + 20 * i, 0, x0 + 20 * i + 10, 10) for i in range(n)]
+    return gpd.GeoDataFrame(
+        {"BH": [f"P{i:03d}" for i in range(n)], "MJ": [100.0] * n}, geometry=boxes, crs=CRS
+    )
+
+
+def _table(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"key": [f"k{i}" for i in range(n)], "value": range(n)})
+
+
+def _rtree_ok(path: Path) -> dict[str, str]:
+    con = sqlite3.connect(path)
+    try:
+        names = [
+            r[0]
+            for r in con.execute(
+                "SELECT name FROM sqlite_master WHERE sql LIKE 'CREATE VIRTUAL TABLE%rtree%'"
+            )
+        ]
+        return {n: con.execute(f"SELECT rtreecheck('{n}')").fetchone()[0] for n in names}
+    finally:
+        con.close()
+
+
+def test_a_copied_layer_is_the_layer_as_written(tmp_path: Path) -> None:
+    side = arc.write_layers(tmp_path / "side.gpkg", {"B": _squares(300, x0=5000), "T": _table(4)})
+    # the same layers written directly, for reference
+    direct = tmp_path / "direct.gpkg"
+    arc.write_layers(direct, {"A": _squares(5), "B": _squares(300, x0=5000), "T": _table(4)})
+
+    target = arc.write_layers(tmp_path / "target.gpkg", {"A": _squares(5)})
+    arc.copy_layer(side, target, "B")
+    arc.copy_layer(side, target, "T")
+
+    assert list(pyogrio.list_layers(target)[:, 0]) == list(pyogrio.list_layers(direct)[:, 0])
+    for name in ("A", "B", "T"):
+        assert pyogrio.read_arrow(target, layer=name)[1].equals(
+            pyogrio.read_arrow(direct, layer=name)[1]
+        ), name
+    assert pyogrio.read_info(target, layer="B")["features"] == 300
+    # the spatial index came along and finds the right rows: squares 10 and 11 of B
+    assert _rtree_ok(target) == {"rtree_A_geom": "ok", "rtree_B_geom": "ok"}
+    found = pyogrio.read_dataframe(target, layer="B", bbox=(5205, 2, 5225, 8))
+    assert found["BH"].tolist() == ["P010", "P011"]
+    con = sqlite3.connect(target)
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        con.close()
+    # it stays a working layer: a row added by GDAL is indexed and found
+    new = _squares(1, x0=5000).assign(BH="NEW")
+    pyogrio.write_dataframe(new, target, layer="B", append=True, promote_to_multi=True)
+    assert pyogrio.read_dataframe(target, layer="B", bbox=(5001, 1, 5009, 9))["BH"].tolist() == [
+        "P000",
+        "NEW",
+    ]
+    assert _rtree_ok(target)["rtree_B_geom"] == "ok"
+
+
+def test_copying_onto_a_layer_of_that_name_is_refused(tmp_path: Path) -> None:
+    side = arc.write_layers(tmp_path / "side.gpkg", {"B": _squares(3)})
+    target = arc.write_layers(tmp_path / "target.gpkg", {"B": _squares(2)})
+    with pytest.raises(OutputError, match="cannot copy layer B: it is there already"):
+        arc.copy_layer(side, target, "B")
+    assert pyogrio.read_info(target, layer="B")["features"] == 2  # rolled back, untouched
+
+
+def test_a_crs_number_meaning_another_crs_is_refused(tmp_path: Path) -> None:
+    side = arc.write_layers(tmp_path / "side.gpkg", {"B": _squares(3)})
+    target = arc.write_layers(tmp_path / "target.gpkg", {"A": _squares(2)})
+    con = sqlite3.connect(target)
+    con.execute("UPDATE gpkg_spatial_ref_sys SET definition = 'other' WHERE srs_id = 4526")
+    con.commit()
+    con.close()
+    with pytest.raises(OutputError, match="CRS number 4526 means another CRS"):
+        arc.copy_layer(side, target, "B")
+    assert "B" not in pyogrio.list_layers(target)[:, 0]
+
+
+def test_a_layer_written_elsewhere_goes_into_the_archive_in_its_turn(tmp_path: Path) -> None:
+    side = arc.write_layers(tmp_path / "side.gpkg", {"B": _squares(4)})
+    asked: list[str] = []
+
+    def path() -> Path:
+        asked.append("B")
+        return side
+
+    out = arc.write_archive(
+        tmp_path / "archive.gpkg",
+        {"A": _squares(2), "B": arc.Written(_squares(4).columns, path), "T": _table(2)},
+    )
+    assert asked == ["B"]
+    assert list(pyogrio.list_layers(out)[:, 0]) == ["A", "B", "T"]
+    assert pyogrio.read_dataframe(out, layer="B")["BH"].tolist() == ["P000", "P001", "P002", "P003"]
+
+
+def test_what_the_second_process_raises_reaches_the_first(tmp_path: Path, monkeypatch) -> None:
+    """The second process merges from the partitions' folders: one missing there raises in it,
+    and the same error comes out of the first process's wait, not a hang or a silent gap."""
+    from pipeline import runner
+    from pipeline.config import config_from_dict
+
+    class Partial:  # what _side_writer looks at: one by-piece layer with rows
+        empty = None
+
+        def has(self, name: str) -> bool:
+            return name == arc.OUTSIDE_FARMLAND
+
+        def rows(self, name: str) -> int:
+            return 1
+
+    monkeypatch.setattr(runner, "_SIDE_ROWS", 0)
+    cfg = config_from_dict(
+        {
+            "year": 2024,
+            "inputs": {
+                "parcels": {"path": str(tmp_path / "p.gpkg")},
+                "soil": {"path": str(tmp_path / "s.gpkg")},
+            },
+            "output": {"path": str(tmp_path / "out.gpkg")},
+        }
+    )
+    missing = tmp_path / "work" / "gone"
+    with runner._side_writer(cfg, [Partial()], [missing], tmp_path) as side:
+        assert list(side) == [arc.OUTSIDE_FARMLAND]
+        with pytest.raises(FileNotFoundError, match=r"partial\.json"):
+            side[arc.OUTSIDE_FARMLAND]()
+        with pytest.raises(FileNotFoundError):  # asked again: the same answer, no new wait
+            side[arc.OUTSIDE_FARMLAND]()
+    # no cores to spare, a parquet archive, or few rows: no second process
+    monkeypatch.setattr(runner, "_SIDE_ROWS", 2)
+    with runner._side_writer(cfg, [Partial()], [missing], tmp_path) as side:
+        assert side == {}
+    with runner._side_writer(cfg, [Partial()], [missing], None) as side:
+        assert side == {}
