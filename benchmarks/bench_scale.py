@@ -19,7 +19,9 @@ kept in the temp folder for reruns), then times
 For each size it also measures the machine's own ceiling for the 2-worker ratio: the largest
 partition surveyed twice in one process, and once in each of two processes at the same time
 (``concurrent.futures``, no dask, no merge): two busy cores share caches, memory bandwidth
-and, on a virtual machine, the host, so they may give less than 2x.
+and, on a virtual machine, the host, so they may give less than 2x. ``--ceiling N`` measures
+it for N processes instead (the partition run alone min(N, 4) times for its time alone): on a
+machine of many virtual CPUs, some may be the other halves of hyperthreaded cores.
 
 Each measurement runs in a fresh Python process (none inherits another's memory). It prints
 wall time, peak memory (the largest resident set of any one process, and the largest sum over
@@ -172,22 +174,23 @@ def _partition_task(args: tuple) -> None:
 
 
 def machine_scaling(
-    size: int, root: Path, all_stages: bool, max_parcels: int = 0
+    size: int, root: Path, all_stages: bool, max_parcels: int = 0, processes: int = 2
 ) -> tuple[float, float]:
-    """Seconds for the largest partition of the data run twice in one process, and once in
-    each of two processes at the same time (no dask): what two busy cores give this work."""
+    """Seconds for the largest partition of the data run ``processes`` times in one process
+    (timed over min(processes, 4) runs and scaled), and once in each of ``processes`` processes
+    at the same time (no dask): what that many busy cores give this work."""
     cfg = job(data(size, root), root / f"ceiling_{size}.gpkg", all_stages, max_parcels)
     plan = tuple(plan_partitions(cfg))
     part = max(plan, key=lambda p: p.size)
     walls = []
     with tempfile.TemporaryDirectory(dir=root) as tmp:
-        for n in (1, 2):
-            tasks = [(cfg, part, plan, Path(tmp) / f"{n}_{i}") for i in range(2)]
+        for n, runs in ((1, min(processes, 4)), (processes, processes)):
+            tasks = [(cfg, part, plan, Path(tmp) / f"{n}_{i}") for i in range(runs)]
             with ProcessPoolExecutor(n) as pool:
                 list(pool.map(abs, range(n)))  # start the processes first
                 t0 = time.perf_counter()
                 list(pool.map(_partition_task, tasks))
-                walls.append(time.perf_counter() - t0)
+                walls.append((time.perf_counter() - t0) * processes / runs)
     return walls[0], walls[1]
 
 
@@ -282,6 +285,12 @@ def main() -> None:
         help="partition.max_parcels: split counties into parts of at most this many parcels "
         "(0: the default, 100,000); more workers need more partitions than the 8 counties",
     )
+    ap.add_argument(
+        "--ceiling",
+        type=int,
+        default=2,
+        help="processes for the machine's ceiling (the largest partition run in each at once)",
+    )
     ap.add_argument("--tmp", default=os.path.join(tempfile.gettempdir(), "blacksoil_bench"))
     ap.add_argument("--child", type=int, nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -304,10 +313,13 @@ def main() -> None:
             f"{size:>9,} {'read+write':>10} {base['wall']:>7.1f} "
             f"{base['largest'] / 2**30:>8.2f} {base['total'] / 2**30:>8.2f}"
         )
-        one_proc, two_procs = machine_scaling(size, root, args.all_stages, args.max_parcels)
+        n = args.ceiling
+        one_proc, n_procs = machine_scaling(
+            size, root, args.all_stages, args.max_parcels, processes=n
+        )
         print(
-            f"{size:>9,} {'ceiling':>10}  largest partition twice: in 1 process {one_proc:.1f} s, "
-            f"in 2 at once {two_procs:.1f} s: {one_proc / two_procs:.2f}x"
+            f"{size:>9,} {'ceiling':>10}  largest partition {n} times: in 1 process "
+            f"{one_proc:.1f} s, in {n} at once {n_procs:.1f} s: {one_proc / n_procs:.2f}x"
         )
         one = io = None
         walls: dict[int, list[float]] = {1: [], 2: []}
