@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 import logging
+import multiprocessing
 import os
 import platform
 import shutil
@@ -1726,15 +1727,13 @@ def _side_writer(
     if workdir is None or not names or cfg.output.format != "gpkg" or rows < _SIDE_ROWS:
         yield {}
         return
-    import multiprocessing
-
     path = workdir / "side.gpkg"
     context = multiprocessing.get_context("spawn")  # no fork of a process with threads
     ours, theirs = context.Pipe(duplex=False)
     process = context.Process(
         target=_side_main, args=(cfg, folders, names, path, theirs), name="blacksoil-side"
     )
-    process.start()
+    _start_without_ctrl_c(process)
     theirs.close()
     outcome: list[BaseException | None] = []
 
@@ -1761,6 +1760,25 @@ def _side_writer(
             process.terminate()
         process.join()
         ours.close()
+
+
+def _start_without_ctrl_c(process: multiprocessing.process.BaseProcess) -> None:
+    """Start ``process`` with Ctrl-C (SIGINT) ignored from its first instruction (an ignored
+    signal stays ignored across exec, and Python then installs no handler of its own), so
+    that a Ctrl-C while it imports prints no traceback of its own: the first process stops it.
+    Only the main thread may change a signal's handling; from another thread it is started as
+    it is (and ignores Ctrl-C once it runs :func:`_side_main`)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        process.start()
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        process.start()
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def _side_main(

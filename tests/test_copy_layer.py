@@ -156,3 +156,29 @@ def test_what_the_second_process_raises_reaches_the_first(tmp_path: Path, monkey
         assert side == {}
     with runner._side_writer(cfg, [Partial()], [missing], None) as side:
         assert side == {}
+
+
+def _report_ctrl_c(conn) -> None:
+    import signal
+
+    conn.send(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
+    conn.close()
+
+
+def test_the_second_process_leaves_ctrl_c_to_the_first() -> None:
+    """It starts with Ctrl-C ignored (before its imports, where a Ctrl-C would print its own
+    traceback), and the first process's handling of Ctrl-C is as it was."""
+    import multiprocessing
+    import signal
+
+    from pipeline import runner
+
+    before = signal.getsignal(signal.SIGINT)
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe(duplex=False)
+    process = context.Process(target=_report_ctrl_c, args=(theirs,))
+    runner._start_without_ctrl_c(process)
+    theirs.close()
+    assert ours.recv() is True
+    process.join()
+    assert signal.getsignal(signal.SIGINT) is before
