@@ -508,7 +508,8 @@ def write_archive(
         Layer name → GeoDataFrame (spatial layer), DataFrame (table) or :class:`LayerStream`
         (either, written a chunk at a time), written in this order; or a callable giving one
         of those, called when its turn comes and replaced by what it gives in ``layers``, so
-        that a later one sees it (the field dictionary of the layers written).
+        that a later one sees it (the field dictionary of the layers written); or a
+        :class:`Written` layer, copied in from the GeoPackage it was written to (not first).
     overwrite : bool
         Replace an existing archive.
     fields : dict

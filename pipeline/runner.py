@@ -1716,11 +1716,11 @@ def _side_writer(
     """The layers that refer to pieces (HTGD_DNRHX, HTGD_GHCT, HTGD_JSZY), merged and written
     by a second process into a GeoPackage of their own in the work folder while this one writes
     the pieces and the balance; each name maps to a callable that waits for that process and
-    gives the file (``archive.Written``, copied in at the layer's turn). None where
-    ``workdir`` is None (no cores to spare), for a parquet archive, or with fewer rows than
-    :data:`_SIDE_ROWS`. The second process merges exactly as this one would (same code, same
-    partitions' files), so the archive is the same either way; it is stopped on leaving if
-    still running (an error or Ctrl-C here)."""
+    gives the file (``archive.Written``, copied in at the layer's turn). An empty mapping, and
+    no second process, where ``workdir`` is None (no cores to spare), for a parquet archive,
+    or with fewer rows than :data:`_SIDE_ROWS`. The second process merges exactly as this one
+    would (same code, same partitions' files), so the archive is the same either way; it is
+    stopped on leaving if still running (an error or Ctrl-C here)."""
     full = [p for p in partials if p.empty is None]
     names = [n for n in _BY_PIECE if any(p.has(n) for p in full)]
     rows = sum(p.rows(n) for n in names for p in full if p.has(n))
