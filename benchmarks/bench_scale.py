@@ -142,16 +142,14 @@ def read_write(paths: dict[str, Path], out: Path) -> None:
     pyogrio.write_dataframe(parcels, out, layer="DLTB", use_arrow=True)
 
 
-def job_io(
-    paths: dict[str, Path], archive: Path, out: Path, all_stages: bool, max_parcels: int = 0
-) -> float:
+def job_io(paths: dict[str, Path], archive: Path, out: Path, all_stages: bool) -> float:
     """Seconds to read every input of the job and write every layer of ``archive`` to ``out``
     (the archive is read first, untimed)."""
     layers = [
         (name, pyogrio.read_dataframe(archive, layer=name, use_arrow=True))
         for name in pyogrio.list_layers(archive)[:, 0]
     ]
-    inputs = job(paths, out, all_stages, max_parcels).inputs
+    inputs = job(paths, out, all_stages).inputs  # the partitioning reads the same inputs
     vectors = [
         s for f in dataclasses.fields(inputs) if isinstance(s := getattr(inputs, f.name), InputSpec)
     ]
@@ -202,8 +200,7 @@ def child(size: int, workers: int, root: Path, all_stages: bool, max_parcels: in
             p for p in root.glob(f"archive_{size}_*.gpkg") if p.stem.rsplit("_", 1)[1].isdigit()
         ]
         written = sorted(runs, key=os.path.getmtime)
-        io_out = root / f"archive_{size}_io.gpkg"
-        wall = job_io(paths, written[-1], io_out, all_stages, max_parcels)
+        wall = job_io(paths, written[-1], root / f"archive_{size}_io.gpkg", all_stages)
         print(json.dumps({"wall": wall}))
         return
     if workers < 0:

@@ -617,9 +617,13 @@ def copy_layer(source: str | Path, target: str | Path, name: str) -> None:
         ).fetchone()
         if srs is not None and srs[0] is not None:
             _copy_srs(con, srs[0], target, name)
-        for table in ("gpkg_contents", "gpkg_geometry_columns", "gpkg_extensions"):
+        for table in (
+            "gpkg_contents",
+            "gpkg_geometry_columns",
+            "gpkg_extensions",
+            "gpkg_ogr_contents",
+        ):
             _copy_rows(con, table, "table_name", name)
-        _copy_rows(con, "gpkg_ogr_contents", "table_name", name)
         for _, _, sql in [row for row in schema if row[0] == "trigger"]:
             con.execute(sql)
         con.execute("COMMIT")
