@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import platform
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -1727,14 +1728,23 @@ def _side_writer(
     if workdir is None or not names or cfg.output.format != "gpkg" or rows < _SIDE_ROWS:
         yield {}
         return
-    path = workdir / "side.gpkg"
+    # a file of this run's own: a second process left by an earlier run of this work folder
+    # (whose first process was killed) cannot write into it
+    handle, scratch = tempfile.mkstemp(prefix="side-", suffix=".gpkg", dir=workdir)
+    os.close(handle)
+    path = Path(scratch)
     context = multiprocessing.get_context("spawn")  # no fork of a process with threads
     ours, theirs = context.Pipe(duplex=False)
+    # never written to: the second process sees it close when this process ends, however
+    lifeline, held = context.Pipe(duplex=False)
     process = context.Process(
-        target=_side_main, args=(cfg, folders, names, path, theirs), name="blacksoil-side"
+        target=_side_main,
+        args=(cfg, folders, names, path, theirs, lifeline),
+        name="blacksoil-side",
     )
     _start_without_ctrl_c(process)
     theirs.close()
+    lifeline.close()
     outcome: list[BaseException | None] = []
 
     def written() -> Path:
@@ -1760,6 +1770,8 @@ def _side_writer(
             process.terminate()
         process.join()
         ours.close()
+        held.close()
+        path.unlink(missing_ok=True)  # copied in by now, or not wanted (kept work: partitions)
 
 
 def _start_without_ctrl_c(process: multiprocessing.process.BaseProcess) -> None:
@@ -1782,14 +1794,21 @@ def _start_without_ctrl_c(process: multiprocessing.process.BaseProcess) -> None:
 
 
 def _side_main(
-    cfg: SurveyConfig, folders: list[Path], names: list[str], path: Path, conn: Connection
+    cfg: SurveyConfig,
+    folders: list[Path],
+    names: list[str],
+    path: Path,
+    conn: Connection,
+    lifeline: Connection,
 ) -> None:
     """In the second process of :func:`_side_writer`: merge and write ``names``; send back
     None, or what was raised (to be raised again in the first process). Ctrl-C is left to the
-    first process, which stops this one."""
+    first process, which stops this one; if the first process ends without stopping it (killed,
+    out of memory), this one ends too (:func:`_end_with_parent`)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _end_with_parent(lifeline)
     answer: BaseException | None = None
     try:
         merge = _group_merge(cfg, [_read_partial(f) for f in folders])
@@ -1802,6 +1821,21 @@ def _side_main(
         except Exception:  # an error that does not pickle: its words
             conn.send(OutputError(f"{path}: {type(answer).__name__}: {answer}"))
         conn.close()
+
+
+def _end_with_parent(lifeline: Connection) -> None:
+    """End this process at once when the process holding the other end of ``lifeline`` (which
+    never writes to it) ends: a thread waits on it and ends the process when it closes. A
+    first process killed outright (SIGKILL, the out-of-memory killer) cannot stop its second
+    one itself, which would otherwise go on for the rest of its layers."""
+    import threading
+
+    def wait() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            lifeline.recv()
+        os._exit(1)
+
+    threading.Thread(target=wait, name="blacksoil-lifeline", daemon=True).start()
 
 
 def _interrupted_message(done: int, total: int, workdir: Path) -> str:

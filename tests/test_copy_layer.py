@@ -182,3 +182,35 @@ def test_the_second_process_leaves_ctrl_c_to_the_first() -> None:
     assert ours.recv() is True
     process.join()
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def _wait_for_ever(lifeline) -> None:
+    import time
+
+    from pipeline import runner
+
+    runner._end_with_parent(lifeline)
+    time.sleep(120)
+
+
+def test_the_second_process_ends_when_the_first_does() -> None:
+    """A first process killed outright (SIGKILL, out of memory) cannot stop its second one:
+    the second ends by itself when the lifeline's other end closes, as it does when the first
+    process ends however it ends (here: closed by hand)."""
+    import multiprocessing
+    import time
+
+    context = multiprocessing.get_context("spawn")
+    lifeline, held = context.Pipe(duplex=False)
+    process = context.Process(target=_wait_for_ever, args=(lifeline,))
+    process.start()
+    lifeline.close()
+    time.sleep(0.5)
+    assert process.is_alive()  # the lifeline open: it waits
+    held.close()
+    process.join(timeout=30)
+    try:
+        assert process.exitcode == 1
+    finally:
+        if process.is_alive():
+            process.kill()
