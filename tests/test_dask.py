@@ -131,3 +131,32 @@ def _without_read_counts(*archives: dict) -> list[dict]:
         assert io.keys() == seen[0].keys()
         assert all(io[k] <= seen[0][k] for k in io), (io, seen[0])
     return out
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_mid_partition_costs_only_time(tmp_path):
+    """A worker process killed while it surveys a partition (the out-of-memory killer, as a
+    large county can bring) is started again by its nanny and the partition is run again
+    elsewhere: every partition's result comes back and none is reported failed."""
+    from pipeline.executors import run_tasks
+
+    def survey_once(marker: str, k: int) -> int:  # nested: pickled by value for the workers
+        import os
+
+        if k == 1 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(137)  # dies as a killed process does: no exception, no answer
+        return 10 * k
+
+    marker = str(tmp_path / "died")
+    seen: list[str] = []
+    results, failed = run_tasks(
+        survey_once,
+        [(name, (marker, k)) for k, name in enumerate(["a", "b", "c", "d"])],
+        workers=2,
+        progress=seen.append,
+    )
+    assert (tmp_path / "died").exists()  # it did die once
+    assert failed == {}
+    assert results == {"a": 0, "b": 10, "c": 20, "d": 30}
+    assert len(seen) == 4
