@@ -547,9 +547,9 @@ def write_archive(
     except BaseException as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        for extra in ("-journal", "-wal", "-shm"):
+        for extra in _side_files(tmp):
             with contextlib.suppress(OSError):
-                Path(f"{tmp}{extra}").unlink()
+                extra.unlink()
         if isinstance(err, OSError | pyogrio.errors.DataSourceError | sqlite3.Error):
             raise OutputError(f"{path}: cannot write the archive ({err})") from err
         raise
@@ -708,11 +708,14 @@ def _check_still_there(tmp: Path, what: str) -> None:
 def _remove_stale_temp_files(path: Path) -> None:
     """Remove temporary archives that a killed run left beside ``path`` (their process is gone).
 
-    Only names of exactly this archive's form (``.<stem>.<pid>.tmp.gpkg`` and SQLite's side
-    files) are considered, so the temp file of ``archive.2024.gpkg`` is never taken for one of
-    ``archive.gpkg``.
+    Only names of exactly this archive's form (``.<stem>.<pid>.tmp.gpkg``, SQLite's side
+    files and GDAL's scratch file for a spatial index being built) are considered, so the temp
+    file of ``archive.2024.gpkg`` is never taken for one of ``archive.gpkg``.
     """
-    own = re.compile(rf"^\.{re.escape(path.stem)}\.(\d+)\.tmp\.gpkg(-journal|-wal|-shm)?$")
+    own = re.compile(
+        rf"^\.{re.escape(path.stem)}\.(\d+)\.tmp\.gpkg"
+        r"(-journal|-wal|-shm|\.tmp_rtree_.+\.db(-journal|-wal|-shm)?)?$"
+    )
     for tmp in path.parent.glob(f".{glob.escape(path.stem)}.*.tmp.gpkg*"):
         match = own.match(tmp.name)
         if match is None or _alive(int(match.group(1))):
@@ -720,6 +723,14 @@ def _remove_stale_temp_files(path: Path) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
             logger.info("removed a temporary file left by an interrupted run: %s", tmp)
+
+
+def _side_files(tmp: Path) -> list[Path]:
+    """The files SQLite and GDAL keep beside a GeoPackage being written: the journal, and the
+    scratch database GDAL builds a large layer's spatial index in (``.tmp_rtree_<table>.db``),
+    which a killed process leaves behind."""
+    rtree = tmp.parent.glob(f"{glob.escape(tmp.name)}.tmp_rtree_*.db*")
+    return [*(Path(f"{tmp}{extra}") for extra in ("-journal", "-wal", "-shm")), *rtree]
 
 
 def _alive(pid: int) -> bool:

@@ -415,6 +415,46 @@ def test_stale_temp_cleanup_spares_a_sibling_archives_temp_file(tmp_path: Path) 
     assert sibling.exists()
 
 
+@pytest.mark.skipif(os.name == "nt", reason="the stale-temp cleanup keeps every file on Windows")
+def test_stale_temp_cleanup_takes_gdals_spatial_index_scratch_file(tmp_path: Path) -> None:
+    """A run killed while GDAL built a large layer's spatial index leaves its scratch database
+    ('.<stem>.<pid>.tmp.gpkg.tmp_rtree_<table>.db', seen at 1M parcels) beside the temp
+    archive: the next write removes it with the temp archive, and spares a live run's."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = int(done.stdout)
+    left = [
+        tmp_path / f".archive.{dead}.tmp.gpkg",
+        tmp_path / f".archive.{dead}.tmp.gpkg.tmp_rtree_HTGDTB.db",
+        tmp_path / f".archive.{dead}.tmp.gpkg.tmp_rtree_HTGDTB.db-journal",
+    ]
+    live = tmp_path / f".archive.{os.getppid()}.tmp.gpkg.tmp_rtree_HTGDTB.db"
+    for path in [*left, live]:
+        path.write_bytes(b"")
+    table = pd.DataFrame({"key": ["survey_year"], "value": ["2024"]})
+    arc.write_archive(tmp_path / ARCHIVE, {arc.METADATA: table})
+    assert not any(path.exists() for path in left)
+    assert live.exists()
+
+
+def test_a_failed_write_leaves_no_spatial_index_scratch_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(path: Path, name: str, frame, *, append: bool) -> None:
+        Path(f"{path}.tmp_rtree_{name}.db").write_bytes(b"")  # as GDAL makes for a large layer
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(arc, "_write_layer", fail)
+    table = pd.DataFrame({"key": ["survey_year"], "value": ["2024"]})
+    with pytest.raises(pipeline.OutputError, match="No space left"):
+        arc.write_archive(tmp_path / ARCHIVE, {arc.METADATA: table})
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_temp_file_vanishing_mid_write_is_an_error(
     previous: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
