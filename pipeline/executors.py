@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -172,15 +173,23 @@ def dask_setup(worker: object) -> None:
     Ctrl-C. A terminal sends SIGINT to every process of the command, and a worker process
     would die of it printing its tracebacks; this process alone handles the interrupt and
     closes the cluster, which stops the workers. The warning dask logs for each task a closing
-    worker cancels (only a closing worker does) is left out too."""
+    worker cancels (only a closing worker does) is left out too, and so is the error it logs
+    for a task that raised, with the task's traceback: the partition is reported by name, in
+    one line, by the first process (its traceback in that process's debug log)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.getLogger("distributed.worker.state_machine").addFilter(_CancelledOnClose())
+    logging.getLogger("distributed.worker").addFilter(_TaskFailed())
 
 
 class _CancelledOnClose(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().endswith("ended with CancelledError")
+
+
+class _TaskFailed(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Compute Failed")
 
 
 def _on_dask(
@@ -227,6 +236,11 @@ def _on_dask(
                 if future.status == "error":
                     failed[name] = _describe(future.exception())
                     logger.warning("partition %s failed: %s", name, failed[name])
+                    logger.debug(
+                        "partition %s: where it failed:\n%s",
+                        name,
+                        "".join(traceback.format_tb(future.traceback())),
+                    )
                     tally.report(name, seconds, error=failed[name])
                 else:
                     results[name] = future.result()

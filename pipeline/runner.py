@@ -1676,11 +1676,7 @@ def _run_partitioned(
         )
         t_parts = time.perf_counter() - t1
         if failed:
-            listed = "; ".join(f"{name}: {msg}" for name, msg in sorted(failed.items()))
-            raise InputError(
-                f"{len(failed)} of {len(plan)} partition(s) failed ({listed}); the others are "
-                f"kept in {workdir}: fix the input and rerun with --resume"
-            )
+            raise InputError(_failed_message(failed, len(plan), workdir))
         progress("merging the partitions")
         t2 = time.perf_counter()
         folders = [workdir / p.name for p in plan]
@@ -1836,6 +1832,24 @@ def _end_with_parent(lifeline: Connection) -> None:
         os._exit(1)
 
     threading.Thread(target=wait, name="blacksoil-lifeline", daemon=True).start()
+
+
+def _failed_message(failed: dict[str, str], total: int, workdir: Path) -> str:
+    """The failed partitions by name, those that failed alike (a full disk fails them all)
+    named together, and how to go on.
+
+    >>> message = _failed_message({"b": "disk full", "a": "disk full", "c": "bad"}, 8, Path("w"))
+    >>> message.split("; the others")[0]
+    '3 of 8 partition(s) failed (a, b: disk full; c: bad)'
+    """
+    alike: dict[str, list[str]] = {}
+    for name, message in sorted(failed.items()):
+        alike.setdefault(message, []).append(name)
+    listed = "; ".join(f"{', '.join(names)}: {message}" for message, names in alike.items())
+    return (
+        f"{len(failed)} of {total} partition(s) failed ({listed}); the others are kept in "
+        f"{workdir}: fix the cause and rerun with --resume"
+    )
 
 
 def _interrupted_message(done: int, total: int, workdir: Path) -> str:

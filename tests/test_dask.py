@@ -160,3 +160,24 @@ def test_a_worker_that_dies_mid_partition_costs_only_time(tmp_path):
     assert failed == {}
     assert results == {"a": 0, "b": 10, "c": 20, "d": 30}
     assert len(seen) == 4
+
+
+def _fail(k: int) -> int:
+    raise OSError(28, "No space left on device")
+
+
+@pytest.mark.slow
+def test_a_failed_partition_prints_no_traceback_from_the_workers(capfd):
+    """Dask's workers log every task that raised with its traceback; on the local cluster that
+    is left out (the partition is reported in one line by name, its traceback in the debug log
+    of the first process), so a full disk prints no traceback per partition."""
+    from pipeline.executors import run_tasks
+
+    results, failed = run_tasks(_fail, [("220102", (1,)), ("220183", (2,))], workers=2)
+    assert results == {}
+    assert failed == {
+        "220102": "OSError: [Errno 28] No space left on device",
+        "220183": "OSError: [Errno 28] No space left on device",
+    }
+    err = capfd.readouterr().err
+    assert "Compute Failed" not in err and "Traceback" not in err, err

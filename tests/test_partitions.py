@@ -573,6 +573,24 @@ def test_failed_partition_is_named_and_the_others_finish(job, single):
             pd.testing.assert_frame_equal(pd.DataFrame(a[name]), pd.DataFrame(b[name]))
 
 
+def test_partitions_that_failed_alike_are_named_together():
+    """A full disk fails every partition that is still to write, with the same words: the
+    message names them together, once, not the same sentence for each."""
+    from pipeline.runner import _failed_message
+
+    full = "OSError: [Errno 28] No space left on device"
+    message = _failed_message(
+        {"220183": full, "220102": full, "220122": "InputError: bad.gpkg: not a GeoPackage"},
+        8,
+        Path("out/.a.work"),
+    )
+    assert message == (
+        f"3 of 8 partition(s) failed (220102, 220183: {full}; 220122: InputError: bad.gpkg: "
+        f"not a GeoPackage); the others are kept in {Path('out/.a.work')}: fix the cause and "
+        "rerun with --resume"
+    )
+
+
 def test_cli_survey_resume_and_workers_options(job):
     from click.testing import CliRunner
 
