@@ -216,7 +216,9 @@ def _on_dask(
                 threads_per_worker=1,
                 processes=True,
                 host="127.0.0.1",
-                dashboard_address=None,
+                # no fixed port: with None the scheduler's web server still takes 8787, and a
+                # second cluster on the machine (another survey, a notebook's) warns of it
+                dashboard_address="127.0.0.1:0",
                 preload=[__name__],  # its dask_setup: the workers leave Ctrl-C to this process
             )
             client = Client(cluster)

@@ -137,7 +137,9 @@ def _without_read_counts(*archives: dict) -> list[dict]:
 def test_a_worker_that_dies_mid_partition_costs_only_time(tmp_path):
     """A worker process killed while it surveys a partition (the out-of-memory killer, as a
     large county can bring) is started again by its nanny and the partition is run again
-    elsewhere: every partition's result comes back and none is reported failed."""
+    elsewhere: every partition's result comes back and none is reported failed. (Another
+    cluster, the module's, runs on this machine meanwhile, as a second survey's might: the
+    local cluster starts beside it without a word.)"""
     from pipeline.executors import run_tasks
 
     def survey_once(marker: str, k: int) -> int:  # nested: pickled by value for the workers
