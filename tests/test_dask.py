@@ -18,7 +18,7 @@ def cluster():
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # no fixed port: another cluster may be running
     ) as cluster:
         yield cluster
 
