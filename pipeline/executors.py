@@ -133,13 +133,20 @@ def _in_process(
             results[name] = func(*args)
         except Exception as err:  # a failed partition is reported; the others go on
             failed[name] = _describe(err)
-            logger.warning("partition %s failed: %s", name, failed[name], exc_info=True)
+            logger.warning("partition %s failed: %s", name, failed[name])
+            _log_where(name, err.__traceback__)
             tally.report(name, time.perf_counter() - t0, error=failed[name])
             continue
         finally:
             release_memory()
         tally.report(name, time.perf_counter() - t0, results[name])
     return results, failed
+
+
+def _log_where(name: str, tb: Any) -> None:
+    """Where a partition failed (its traceback), for the debug log (``-vv``) only: the console
+    gets the one-line reason."""
+    logger.debug("partition %s: where it failed:\n%s", name, "".join(traceback.format_tb(tb)))
 
 
 def release_memory() -> None:
@@ -238,11 +245,7 @@ def _on_dask(
                 if future.status == "error":
                     failed[name] = _describe(future.exception())
                     logger.warning("partition %s failed: %s", name, failed[name])
-                    logger.debug(
-                        "partition %s: where it failed:\n%s",
-                        name,
-                        "".join(traceback.format_tb(future.traceback())),
-                    )
+                    _log_where(name, future.traceback())
                     tally.report(name, seconds, error=failed[name])
                 else:
                     results[name] = future.result()

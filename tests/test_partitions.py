@@ -573,6 +573,23 @@ def test_failed_partition_is_named_and_the_others_finish(job, single):
             pd.testing.assert_frame_equal(pd.DataFrame(a[name]), pd.DataFrame(b[name]))
 
 
+def test_a_failed_partition_prints_its_reason_not_its_traceback(job, caplog):
+    """In this process as on dask: the console (warnings) gets the partition's name and the
+    one-line reason; where it failed is in the debug log (-vv)."""
+    three_county_job(job, many_files=True)
+    (job.folder / "dltb" / "220183.gpkg").write_bytes(b"not a geopackage" * 100)
+    with (
+        caplog.at_level(logging.DEBUG, logger="pipeline.executors"),
+        pytest.raises(InputError, match="220183"),
+    ):
+        survey(job, "failing", config={"partition": {"by": "county"}})
+    warned = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage().split(":")[0] for r in warned] == ["partition 220183 failed"]
+    assert all(r.exc_info is None and "Traceback" not in r.getMessage() for r in warned)
+    where = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any("partition 220183: where it failed:" in m and 'File "' in m for m in where)
+
+
 def test_partitions_that_failed_alike_are_named_together():
     """A full disk fails every partition that is still to write, with the same words: the
     message names them together, once, not the same sentence for each."""
