@@ -538,7 +538,7 @@ def write_archive(
             for i, name in enumerate(layers):
                 if i:
                     _check_still_there(tmp, name)
-                _write_layer(tmp, name, made(layers, name), append=bool(i))
+                _write_layer(tmp, name, made(layers, name), append=bool(i), shown=path)
         _check_still_there(tmp, "the field titles")
         _add_titles(tmp, layers, fields)
         with open(tmp, "rb+") as f:
@@ -746,18 +746,25 @@ def _alive(pid: int) -> bool:
 
 
 def _write_layer(
-    path: Path, name: str, frame: pd.DataFrame | LayerStream | Written, *, append: bool
+    path: Path,
+    name: str,
+    frame: pd.DataFrame | LayerStream | Written,
+    *,
+    append: bool,
+    shown: Path | None = None,
 ) -> None:
+    """One layer into ``path``; errors name ``shown`` (the archive a temporary file becomes)."""
+    shown = shown or path
     if isinstance(frame, Written):
         if not append:  # copy_layer copies into a GeoPackage
             raise ValueError(f"layer {name}: a layer written elsewhere cannot come first")
         try:
             copy_layer(frame.path(), path, name)
         except sqlite3.Error as err:
-            raise OutputError(f"{path}: cannot copy layer {name} ({err})") from err
+            raise OutputError(f"{shown}: cannot copy layer {name} ({err})") from err
         return
     if isinstance(frame, LayerStream):
-        _write_stream(path, name, frame, append=append)
+        _write_stream(path, name, frame, append=append, shown=shown)
         return
     frame = frame.reset_index(drop=True)
     spatial = isinstance(frame, gpd.GeoDataFrame) and frame.geometry.name in frame
@@ -776,10 +783,12 @@ def _write_layer(
     except Exception as err:
         if isinstance(err, OSError):
             raise
-        raise OutputError(f"{path}: cannot write layer {name} ({err})") from err
+        raise OutputError(f"{shown}: cannot write layer {name} ({err})") from err
 
 
-def _write_stream(path: Path, name: str, stream: LayerStream, *, append: bool) -> None:
+def _write_stream(
+    path: Path, name: str, stream: LayerStream, *, append: bool, shown: Path | None = None
+) -> None:
     """One layer from a stream of chunks, in one call (one transaction; for a spatial layer the
     spatial index built once at the end by GDAL), holding one chunk in memory at a time."""
     schema = stream.schema
@@ -823,7 +832,7 @@ def _write_stream(path: Path, name: str, stream: LayerStream, *, append: bool) -
             raise cause from None
         if isinstance(cause, OSError | PipelineError):  # e.g. an input of the chunks is bad
             raise cause from None
-        raise OutputError(f"{path}: cannot write layer {name} ({cause})") from cause
+        raise OutputError(f"{shown or path}: cannot write layer {name} ({cause})") from cause
 
 
 def _arrow_schema(frame: pd.DataFrame) -> pa.Schema:

@@ -214,3 +214,20 @@ def test_the_second_process_ends_when_the_first_does() -> None:
     finally:
         if process.is_alive():
             process.kill()
+
+
+def test_a_layer_that_cannot_be_copied_is_named_with_the_archive_not_its_temp_file(
+    tmp_path: Path,
+) -> None:
+    """What a surveyor sees when the disk fills while a layer written elsewhere is copied in:
+    the archive's own path and the layer (the temporary file is gone with the failed write)."""
+    side = arc.write_layers(tmp_path / "side.gpkg", {"B": _squares(4)})
+    with sqlite3.connect(side) as con:  # a copy that SQLite refuses, as a full disk does
+        con.execute('DROP TABLE "rtree_B_geom_node"')
+    out = tmp_path / "archive.gpkg"
+    with pytest.raises(OutputError) as raised:
+        arc.write_archive(
+            out, {"A": _squares(2), "B": arc.Written(_squares(4).columns, lambda: side)}
+        )
+    assert str(raised.value).startswith(f"{out}: cannot copy layer B (")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["side.gpkg"]

@@ -444,7 +444,7 @@ def test_stale_temp_cleanup_takes_gdals_spatial_index_scratch_file(tmp_path: Pat
 def test_a_failed_write_leaves_no_spatial_index_scratch_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def fail(path: Path, name: str, frame, *, append: bool) -> None:
+    def fail(path: Path, name: str, frame, *, append: bool, shown: Path) -> None:
         Path(f"{path}.tmp_rtree_{name}.db").write_bytes(b"")  # as GDAL makes for a large layer
         raise OSError("No space left on device")
 

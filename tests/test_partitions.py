@@ -386,10 +386,10 @@ def test_ctrl_c_while_the_archive_is_written(job, single, monkeypatch):
     cfg = {"partition": {"by": "county"}}
     write_layer = arc._write_layer
 
-    def ctrl_c_at_second_layer(path, name, frame, *, append):
+    def ctrl_c_at_second_layer(path, name, frame, *, append, shown):
         if append:
             raise KeyboardInterrupt
-        write_layer(path, name, frame, append=append)
+        write_layer(path, name, frame, append=append, shown=shown)
 
     monkeypatch.setattr(arc, "_write_layer", ctrl_c_at_second_layer)
     out = job.folder / "out" / "ctrl_c_write.gpkg"
