@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -545,13 +546,16 @@ def write_archive(
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as err:
+        full = _disk_full(tmp.parent)  # before the temporary file gives its space back
         with contextlib.suppress(OSError):
             tmp.unlink()
         for extra in _side_files(tmp):
             with contextlib.suppress(OSError):
                 extra.unlink()
         if isinstance(err, OSError | pyogrio.errors.DataSourceError | sqlite3.Error):
-            raise OutputError(f"{path}: cannot write the archive ({err})") from err
+            raise OutputError(f"{path}: cannot write the archive ({err}){full}") from err
+        if isinstance(err, OutputError) and full:
+            raise OutputError(f"{err}{full}") from err
         raise
     logger.info("archive written: %s", path)
     return path
@@ -723,6 +727,22 @@ def _remove_stale_temp_files(path: Path) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
             logger.info("removed a temporary file left by an interrupted run: %s", tmp)
+
+
+#: free space below which a failed write is said to have filled the disk
+_FULL_BYTES = 64 * 2**20
+
+
+def _disk_full(folder: Path) -> str:
+    """Words to add to a write error where the disk holding ``folder`` is (nearly) full: GDAL
+    and SQLite often report a full disk as something else (a failed rollback, a bad batch)."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return ""
+    if free >= _FULL_BYTES:
+        return ""
+    return f"; the disk is full ({free / 2**20:.1f} MiB free when it failed)"
 
 
 def _side_files(tmp: Path) -> list[Path]:

@@ -455,6 +455,40 @@ def test_a_failed_write_leaves_no_spatial_index_scratch_file(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_write_that_fills_the_disk_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GDAL reports a full disk in its own words (seen on a full tmpfs: "sqlite3_exec(ROLLBACK)
+    failed: cannot rollback - no transaction is active"); the error adds that the disk is full,
+    measured before the temporary archive is removed, and names the archive."""
+    free = {"bytes": 10 * 2**30}
+
+    def fill(path: Path, name: str, frame, *, append: bool, shown: Path) -> None:
+        free["bytes"] = 3 * 2**20
+        message = "sqlite3_exec(ROLLBACK) failed: cannot rollback - no transaction is active"
+        raise pipeline.OutputError(f"{shown}: cannot write layer {name} ({message})")
+
+    usage = shutil.disk_usage
+    monkeypatch.setattr(arc.shutil, "disk_usage", lambda p: usage(p)._replace(free=free["bytes"]))
+    monkeypatch.setattr(arc, "_write_layer", fill)
+    table = pd.DataFrame({"key": ["survey_year"], "value": ["2024"]})
+    with pytest.raises(pipeline.OutputError) as raised:
+        arc.write_archive(tmp_path / ARCHIVE, {arc.METADATA: table})
+    assert str(raised.value) == (
+        f"{tmp_path / ARCHIVE}: cannot write layer {arc.METADATA} (sqlite3_exec(ROLLBACK) failed: "
+        "cannot rollback - no transaction is active); the disk is full (3.0 MiB free when it "
+        "failed)"
+    )
+
+    def refuse(path: Path, name: str, frame, *, append: bool, shown: Path) -> None:
+        raise OSError("permission denied")
+
+    free["bytes"] = 10 * 2**30  # with room left, nothing is added
+    monkeypatch.setattr(arc, "_write_layer", refuse)
+    with pytest.raises(pipeline.OutputError, match=r"the archive \(permission denied\)$"):
+        arc.write_archive(tmp_path / ARCHIVE, {arc.METADATA: table})
+
+
 def test_temp_file_vanishing_mid_write_is_an_error(
     previous: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
