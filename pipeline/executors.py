@@ -180,9 +180,11 @@ def dask_setup(worker: object) -> None:
     Ctrl-C. A terminal sends SIGINT to every process of the command, and a worker process
     would die of it printing its tracebacks; this process alone handles the interrupt and
     closes the cluster, which stops the workers. The warning dask logs for each task a closing
-    worker cancels (only a closing worker does) is left out too, and so is the error it logs
-    for a task that raised, with the task's traceback: the partition is reported by name, in
-    one line, by the first process (its traceback in that process's debug log)."""
+    worker cancels (only a closing worker does) is left out too, and so are the errors, with
+    their tracebacks, that it logs for a task that raised (the partition is reported by name,
+    in one line, by the first process; its traceback goes to that process's debug log) and for
+    a scheduler it lost (a busy worker's heartbeat as the first process stops the cluster after
+    Ctrl-C: it says so itself)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.getLogger("distributed.worker.state_machine").addFilter(_CancelledOnClose())
@@ -195,8 +197,10 @@ class _CancelledOnClose(logging.Filter):
 
 
 class _TaskFailed(logging.Filter):
+    said = ("Compute Failed", "Failed to communicate with scheduler")
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Compute Failed")
+        return not record.getMessage().startswith(self.said)
 
 
 def _on_dask(
