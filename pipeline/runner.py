@@ -1561,8 +1561,22 @@ def _is_done(folder: Path, stamp: str) -> bool:
 
 def _read_partial(folder: Path) -> PartialResult:
     """A partition's results in its work folder, by reference: the merge reads each layer's
-    rows from its file when it needs them."""
-    info = json.loads((folder / "partial.json").read_text(encoding="utf-8"))
+    rows from its file when it needs them.
+
+    Raises
+    ------
+    InputError
+        The results are not there: a partition run on a cluster whose workers write the work
+        folder somewhere this process does not see it (``--scheduler`` across machines)."""
+    where = folder / "partial.json"
+    try:
+        info = json.loads(where.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise InputError(
+            f"{where}: the partition's results cannot be read ({why}); on a cluster "
+            "(--scheduler) the workers must see the work folder at the same path as this machine"
+        ) from err
     return PartialResult(
         sources={name: str(folder / f"{name}.parquet") for name in info["layers"]},
         geo=list(info["geo"]),

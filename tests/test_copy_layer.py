@@ -14,7 +14,7 @@ import pytest
 import shapely
 
 from pipeline import archive as arc
-from pipeline.errors import OutputError
+from pipeline.errors import InputError, OutputError
 
 CRS = "EPSG:4526"
 
@@ -146,9 +146,9 @@ def test_what_the_second_process_raises_reaches_the_first(tmp_path: Path, monkey
     missing = tmp_path / "work" / "gone"
     with runner._side_writer(cfg, [Partial()], [missing], tmp_path) as side:
         assert list(side) == [arc.OUTSIDE_FARMLAND]
-        with pytest.raises(FileNotFoundError, match=r"partial\.json"):
+        with pytest.raises(InputError, match=r"partial\.json: the partition's results"):
             side[arc.OUTSIDE_FARMLAND]()
-        with pytest.raises(FileNotFoundError):  # asked again: the same answer, no new wait
+        with pytest.raises(InputError):  # asked again: the same answer, no new wait
             side[arc.OUTSIDE_FARMLAND]()
     # no cores to spare, a parquet archive, or few rows: no second process
     monkeypatch.setattr(runner, "_SIDE_ROWS", 2)

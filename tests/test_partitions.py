@@ -551,6 +551,34 @@ def test_a_result_file_lost_during_the_merge_is_named(job, monkeypatch):
     assert not list((job.folder / "out").glob(".lost*.tmp.gpkg"))
 
 
+def test_results_the_workers_wrote_where_this_machine_cannot_see_are_named(job, monkeypatch):
+    """Workers of an existing cluster on other machines write the partitions' results into
+    their own file system unless the work folder is shared at the same path: the partitions
+    are done, but not here. A one-line error names the missing file and says what is needed,
+    and no archive is left."""
+    import shutil
+
+    from pipeline import runner
+
+    three_county_job(job)
+    run_tasks = runner.run_tasks
+
+    def elsewhere(func, tasks, **kwargs):
+        out = run_tasks(func, tasks, **kwargs)
+        for _, args in tasks:  # (cfg, partition, plan, workdir, ...): as if on another machine
+            shutil.rmtree(args[3] / args[1].name)
+        return out
+
+    monkeypatch.setattr(runner, "run_tasks", elsewhere)
+    with pytest.raises(
+        InputError,
+        match=r"220113.partial\.json: the partition's results cannot be read \(No such file or "
+        r"directory\); on a cluster \(--scheduler\) the workers must see the work folder",
+    ):
+        survey(job, "elsewhere", config={"partition": {"by": "county"}})
+    assert not (job.folder / "out" / "elsewhere.gpkg").exists()
+
+
 def test_failed_partition_is_named_and_the_others_finish(job, single):
     three_county_job(job, many_files=True)
     bad = job.folder / "dltb" / "220183.gpkg"
