@@ -639,15 +639,21 @@ def copy_layer(source: str | Path, target: str | Path, name: str) -> None:
         con.close()
 
 
+def _table_sql(con: sqlite3.Connection, schema: str, table: str) -> str | None:
+    """The ``CREATE`` statement of table ``table`` in ``schema``; None where it has none."""
+    found = con.execute(
+        f"SELECT sql FROM {schema}.sqlite_master WHERE type = 'table' AND name = ?", (table,)
+    ).fetchone()
+    return None if found is None else found[0]
+
+
 def _copy_rtree(con: sqlite3.Connection, rtree: str) -> None:
     """An R-tree virtual table, made again in ``main`` and its node, row and parent tables
     filled from ``side`` (the tree as it was built, not inserted again row by row)."""
-    found = con.execute(
-        "SELECT sql FROM side.sqlite_master WHERE type = 'table' AND name = ?", (rtree,)
-    ).fetchone()
-    if found is None:
+    create = _table_sql(con, "side", rtree)
+    if create is None:
         return
-    con.execute(found[0])
+    con.execute(create)
     for part in ("node", "rowid", "parent"):
         con.execute(f'DELETE FROM main."{rtree}_{part}"')
         con.execute(f'INSERT INTO main."{rtree}_{part}" SELECT * FROM side."{rtree}_{part}"')
@@ -676,15 +682,11 @@ def _columns(con: sqlite3.Connection, schema: str, table: str) -> str:
 def _copy_rows(con: sqlite3.Connection, table: str, key: str, value: object) -> None:
     """The rows of a GeoPackage table whose ``key`` is ``value``, from ``side`` into ``main``
     (the table made in ``main`` first where only ``side`` has it; nothing where neither)."""
-    found = con.execute(
-        "SELECT sql FROM side.sqlite_master WHERE type = 'table' AND name = ?", (table,)
-    ).fetchone()
-    if found is None:
+    create = _table_sql(con, "side", table)
+    if create is None:
         return
-    if not con.execute(
-        "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = ?", (table,)
-    ).fetchone():
-        con.execute(found[0])
+    if _table_sql(con, "main", table) is None:
+        con.execute(create)
     columns = _columns(con, "side", table)
     con.execute(
         f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM side.{table} WHERE {key} = ?",
@@ -709,6 +711,10 @@ def _check_still_there(tmp: Path, what: str) -> None:
         raise OSError(f"the temporary archive {tmp.name} disappeared before writing {what}")
 
 
+#: the files SQLite keeps beside a database being written (its rollback journal or WAL)
+_JOURNALS = ("-journal", "-wal", "-shm")
+
+
 def _remove_stale_temp_files(path: Path) -> None:
     """Remove temporary archives that a killed run left beside ``path`` (their process is gone).
 
@@ -716,9 +722,10 @@ def _remove_stale_temp_files(path: Path) -> None:
     files and GDAL's scratch file for a spatial index being built) are considered, so the temp
     file of ``archive.2024.gpkg`` is never taken for one of ``archive.gpkg``.
     """
+    journal = "|".join(_JOURNALS)
     own = re.compile(
         rf"^\.{re.escape(path.stem)}\.(\d+)\.tmp\.gpkg"
-        r"(-journal|-wal|-shm|\.tmp_rtree_.+\.db(-journal|-wal|-shm)?)?$"
+        rf"({journal}|\.tmp_rtree_.+\.db({journal})?)?$"
     )
     for tmp in path.parent.glob(f".{glob.escape(path.stem)}.*.tmp.gpkg*"):
         match = own.match(tmp.name)
@@ -750,7 +757,7 @@ def _side_files(tmp: Path) -> list[Path]:
     scratch database GDAL builds a large layer's spatial index in (``.tmp_rtree_<table>.db``),
     which a killed process leaves behind."""
     rtree = tmp.parent.glob(f"{glob.escape(tmp.name)}.tmp_rtree_*.db*")
-    return [*(Path(f"{tmp}{extra}") for extra in ("-journal", "-wal", "-shm")), *rtree]
+    return [*(Path(f"{tmp}{extra}") for extra in _JOURNALS), *rtree]
 
 
 def _alive(pid: int) -> bool:
