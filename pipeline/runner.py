@@ -861,7 +861,8 @@ def _finish(
         arc.METADATA: metadata,
     }
     for name, path in (side or {}).items():
-        layers[name] = arc.Written(merged.protection[name].columns, path)
+        written = merged.balance if name == arc.BALANCE else merged.protection[name]
+        layers[name] = arc.Written(written.columns, path)
     layers[arc.DICTIONARY] = lambda: arc.field_dictionary(layers=layers)
     release_memory()  # the merge's transient copies, before the write's buffers
     progress(f"writing {cfg.output.path}")
@@ -1116,6 +1117,11 @@ def _balance_errors(balance: pd.DataFrame) -> tuple[int, int, float]:
     rel = balance["REL_ERR"].to_numpy()
     unbalanced = int((balance["BALANCED"] == 0).sum())
     return len(balance), unbalanced, float(np.nanmax(rel)) if len(rel) else 0.0
+
+
+def _checked(column: str) -> bool:
+    """A balance column the checks read (:func:`_balance_errors`, :func:`_reconcile`)."""
+    return column in ("XZQDM", "REL_ERR", "BALANCED") or column.endswith(("TBMJ", "TBDLMJ"))
 
 
 def _conservation(groups: list[tuple[int, int, float]]) -> dict[str, object]:
@@ -1715,8 +1721,8 @@ def _run_partitioned(
     return outcome
 
 
-#: the least rows of the layers that refer to pieces for which a second process writes them
-#: (its start, ~2 s, must pay off)
+#: the least rows of the layers a second process would write for it to write them (its
+#: start, ~2 s, must pay off)
 _SIDE_ROWS = 250_000
 
 
@@ -1726,14 +1732,17 @@ def _side_writer(
 ) -> Iterator[dict[str, Callable[[], Path]]]:
     """The layers that refer to pieces (HTGD_DNRHX, HTGD_GHCT, HTGD_JSZY), merged and written
     by a second process into a GeoPackage of their own in the work folder while this one writes
-    the pieces and the balance; each name maps to a callable that waits for that process and
-    gives the file (``archive.Written``, copied in at the layer's turn). An empty mapping, and
-    no second process, where ``workdir`` is None (no cores to spare), for a parquet archive,
-    or with fewer rows than :data:`_SIDE_ROWS`. The second process merges exactly as this one
-    would (same code, same partitions' files), so the archive is the same either way; it is
-    stopped on leaving if still running (an error or Ctrl-C here)."""
+    the pieces and the balance (the balance, where the job has none of those layers); each name
+    maps to a callable that waits for that process and gives the file (``archive.Written``,
+    copied in at the layer's turn). An empty mapping, and no second process, where ``workdir``
+    is None (no cores to spare), for a parquet archive, or with fewer rows than
+    :data:`_SIDE_ROWS`. The second process merges exactly as this one would (same code, same
+    partitions' files), so the archive is the same either way; it is stopped on leaving if
+    still running (an error or Ctrl-C here)."""
     full = [p for p in partials if p.empty is None]
-    names = [n for n in _BY_PIECE if any(p.has(n) for p in full)]
+    names = [n for n in _BY_PIECE if any(p.has(n) for p in full)] or [
+        n for n in [arc.BALANCE] if any(p.has(n) for p in full)
+    ]
     rows = sum(p.rows(n) for n in names for p in full if p.has(n))
     if workdir is None or not names or cfg.output.format != "gpkg" or rows < _SIDE_ROWS:
         yield {}
@@ -2183,14 +2192,22 @@ class _GroupMerge:
     def balance(self, g: int) -> pd.DataFrame:
         """Group ``g``'s balance rows, sorted by (county, BSM); its checks made on the way."""
         balance = self.fields(g, arc.BALANCE)
-        if g not in self.checks:
-            self.checks[g] = (
-                _balance_errors(balance),
-                _reconcile(balance, self.fields(g, _PARCELS)),
-                set(balance["XZQDM"].astype(str).unique().tolist()),
-            )
+        self._check(g, balance)
         order = np.lexsort((balance["BSM"].to_numpy().astype(str), balance["XZQDM"].to_numpy()))
         return balance.iloc[order].reset_index(drop=True)
+
+    def _check(self, g: int, balance: pd.DataFrame | None = None) -> None:
+        """Group ``g``'s balance checks (from its balance rows, read here if not given)."""
+        if g in self.checks:
+            return
+        if balance is None:
+            columns = [c for c in self.schemas[arc.BALANCE].names if _checked(c)]
+            balance = self.fields(g, arc.BALANCE, columns)
+        self.checks[g] = (
+            _balance_errors(balance),
+            _reconcile(balance, self.fields(g, _PARCELS)),
+            set(balance["XZQDM"].astype(str).unique().tolist()),
+        )
 
     def _add_up(self, g: int, pieces: pd.DataFrame) -> None:
         """Group ``g``'s rows of the county and quality summaries, from its sorted pieces."""
@@ -2209,8 +2226,7 @@ class _GroupMerge:
         for g in range(len(self.groups)):
             if g not in self.county_parts:
                 self._add_up(g, self.sorted_pieces(g, self.needed))
-            if g not in self.checks:
-                self.balance(g)
+            self._check(g)
 
     def county_summary(self) -> pd.DataFrame:
         """HTGD_XZQHZ, of every group."""

@@ -117,23 +117,25 @@ def test_a_layer_written_elsewhere_goes_into_the_archive_in_its_turn(tmp_path: P
     assert pyogrio.read_dataframe(out, layer="B")["BH"].tolist() == ["P000", "P001", "P002", "P003"]
 
 
-def test_what_the_second_process_raises_reaches_the_first(tmp_path: Path, monkeypatch) -> None:
-    """The second process merges from the partitions' folders: one missing there raises in it,
-    and the same error comes out of the first process's wait, not a hang or a silent gap."""
-    from pipeline import runner
+class _Partial:
+    """What ``_side_writer`` looks at in a partition's results: which layers have rows."""
+
+    empty = None
+
+    def __init__(self, *names: str) -> None:
+        self.names = names
+
+    def has(self, name: str) -> bool:
+        return name in self.names
+
+    def rows(self, name: str) -> int:
+        return 1
+
+
+def _job(tmp_path: Path):
     from pipeline.config import config_from_dict
 
-    class Partial:  # what _side_writer looks at: one by-piece layer with rows
-        empty = None
-
-        def has(self, name: str) -> bool:
-            return name == arc.OUTSIDE_FARMLAND
-
-        def rows(self, name: str) -> int:
-            return 1
-
-    monkeypatch.setattr(runner, "_SIDE_ROWS", 0)
-    cfg = config_from_dict(
+    return config_from_dict(
         {
             "year": 2024,
             "inputs": {
@@ -143,8 +145,17 @@ def test_what_the_second_process_raises_reaches_the_first(tmp_path: Path, monkey
             "output": {"path": str(tmp_path / "out.gpkg")},
         }
     )
+
+
+def test_what_the_second_process_raises_reaches_the_first(tmp_path: Path, monkeypatch) -> None:
+    """The second process merges from the partitions' folders: one missing there raises in it,
+    and the same error comes out of the first process's wait, not a hang or a silent gap."""
+    from pipeline import runner
+
+    monkeypatch.setattr(runner, "_SIDE_ROWS", 0)
+    cfg = _job(tmp_path)
     missing = tmp_path / "work" / "gone"
-    with runner._side_writer(cfg, [Partial()], [missing], tmp_path) as side:
+    with runner._side_writer(cfg, [_Partial(arc.OUTSIDE_FARMLAND)], [missing], tmp_path) as side:
         assert list(side) == [arc.OUTSIDE_FARMLAND]
         with pytest.raises(InputError, match=r"partial\.json: the partition's results"):
             side[arc.OUTSIDE_FARMLAND]()
@@ -152,10 +163,35 @@ def test_what_the_second_process_raises_reaches_the_first(tmp_path: Path, monkey
             side[arc.OUTSIDE_FARMLAND]()
     # no cores to spare, a parquet archive, or few rows: no second process
     monkeypatch.setattr(runner, "_SIDE_ROWS", 2)
-    with runner._side_writer(cfg, [Partial()], [missing], tmp_path) as side:
+    with runner._side_writer(cfg, [_Partial(arc.OUTSIDE_FARMLAND)], [missing], tmp_path) as side:
         assert side == {}
-    with runner._side_writer(cfg, [Partial()], [missing], None) as side:
+    with runner._side_writer(cfg, [_Partial(arc.OUTSIDE_FARMLAND)], [missing], None) as side:
         assert side == {}
+
+
+@pytest.mark.parametrize(
+    ("layers", "taken"),
+    [
+        # the layers that refer to pieces, while the first process writes pieces and balance
+        (
+            (arc.PIECES, arc.BALANCE, arc.OUTSIDE_FARMLAND, arc.OCCUPATION),
+            [arc.OUTSIDE_FARMLAND, arc.OCCUPATION],
+        ),
+        # none of them (no protection inputs): the balance, while the first writes the pieces
+        ((arc.PIECES, arc.BALANCE), [arc.BALANCE]),
+        ((arc.PIECES,), []),
+    ],
+)
+def test_what_the_second_process_writes(tmp_path: Path, monkeypatch, layers, taken) -> None:
+    from pipeline import runner
+
+    monkeypatch.setattr(runner, "_SIDE_ROWS", 0)
+    missing = tmp_path / "work" / "gone"
+    with runner._side_writer(_job(tmp_path), [_Partial(*layers)], [missing], tmp_path) as side:
+        assert list(side) == taken
+        for name in taken:  # its answer (the missing folder), so that it has ended
+            with pytest.raises(InputError):
+                side[name]()
 
 
 def _report_ctrl_c(conn) -> None:

@@ -66,7 +66,8 @@ def test_demo_data_gives_one_archive_for_any_partitioning_and_workers(
     the region edge, zones, projects and change parcels across county and cell lines, cells
     holding change parcels but no cultivated parcel): in process unpartitioned, by county on
     two dask workers (the layers that refer to pieces written by a second process, or not), by
-    a 3 km grid and by counties split in parts give the same archive, row for row."""
+    a 3 km grid and by counties split in parts give the same archive, row for row; so does a
+    job without protection inputs whose balance a second process writes."""
     import pipeline
     from pipeline import archive as arc
     from pipeline import runner
@@ -77,9 +78,11 @@ def test_demo_data_gives_one_archive_for_any_partitioning_and_workers(
     pipeline.make_demo_data(data, parcels=2500, seed=5)
     inputs = demo_inputs(data)
 
-    def run(name: str, partition: dict, **kwargs) -> dict:
+    def run(name: str, partition: dict, only: tuple[str, ...] = (), **kwargs) -> dict:
+        """The job's archive; ``only``: the job with these inputs alone."""
         out = tmp_path / f"{name}.gpkg"
-        job = {"year": 2024, "inputs": inputs, "partition": partition, "output": {"path": str(out)}}
+        given = {k: v for k, v in inputs.items() if k in only} if only else inputs
+        job = {"year": 2024, "inputs": given, "partition": partition, "output": {"path": str(out)}}
         pipeline.run_survey(config_from_dict(job), **kwargs)
         return pipeline.open_archive(out)
 
@@ -96,7 +99,12 @@ def test_demo_data_gives_one_archive_for_any_partitioning_and_workers(
     monkeypatch.setattr(runner, "_SIDE_ROWS", 0)  # this data is far below the usual threshold
     side = run("side", {"by": "county"}, scheduler=cluster.scheduler_address)
     assert copied == [arc.OUTSIDE_FARMLAND, arc.ZONING_CONFLICTS, arc.OCCUPATION]
+    # with no protection inputs, the second process writes the balance
+    core = ("parcels", "soil", "counties", "region")
+    side_core = run("side_core", {"by": "county"}, core, scheduler=cluster.scheduler_address)
+    assert copied[3:] == [arc.BALANCE]
     monkeypatch.undo()
+    assert_same_archive(*_without_read_counts(run("core", {"by": "none"}, core), side_core))
     for parted in (
         side,
         run("county", {"by": "county"}, scheduler=cluster.scheduler_address),
