@@ -1740,9 +1740,9 @@ def _side_writer(
     partitions' files), so the archive is the same either way; it is stopped on leaving if
     still running (an error or Ctrl-C here)."""
     full = [p for p in partials if p.empty is None]
-    names = [n for n in _BY_PIECE if any(p.has(n) for p in full)] or [
-        n for n in [arc.BALANCE] if any(p.has(n) for p in full)
-    ]
+    names = [n for n in _BY_PIECE if any(p.has(n) for p in full)]
+    if not names and any(p.has(arc.BALANCE) for p in full):
+        names = [arc.BALANCE]
     rows = sum(p.rows(n) for n in names for p in full if p.has(n))
     if workdir is None or not names or cfg.output.format != "gpkg" or rows < _SIDE_ROWS:
         yield {}
