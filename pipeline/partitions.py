@@ -80,6 +80,10 @@ class Partition:
         For one part of a county split in several (``county`` with a ``cell``): the extent of
         the whole county's parcels, from which ``crs: auto`` chooses the GK zone, as it would
         for the whole county.
+    fids : tuple of int
+        Parcels that no read window finds (no geometry, or an empty one), read by their FIDs:
+        a single run reads and rejects them (QA log), so the first partition of a grid or of
+        the counties layer does.
     """
 
     name: str
@@ -91,6 +95,13 @@ class Partition:
     county: str | None = None
     size: int = 0
     extent: tuple[float, float, float, float] | None = None
+    fids: tuple[int, ...] = ()
+
+
+def unlocated(bounds: np.ndarray) -> np.ndarray:
+    """Which of n × 4 bounding boxes belong to features no read window finds: no geometry
+    (NaN) or an empty one (GDAL gives it the box (0, 0, 0, 0))."""
+    return ~np.isfinite(bounds).all(axis=1) | (bounds == 0).all(axis=1)
 
 
 def has_pattern(path: Path) -> bool:
@@ -344,7 +355,7 @@ def split_county(county: Partition, bounds: np.ndarray, max_parcels: int) -> lis
     its cell widened by the largest half-size of a parcel, so it holds every parcel whose exact
     centre lies in the cell, and the sizes are about right.
     """
-    ok = np.isfinite(bounds).all(axis=1)
+    ok = ~unlocated(bounds)
     has_empty = not ok.all()
     bounds = bounds[ok]
     if len(bounds) <= max_parcels:
@@ -449,7 +460,33 @@ def _by_county_areas(cfg: SurveyConfig) -> list[Partition]:
         )
     if not parts:
         raise InputError(f"{counties.path}: no county polygon to partition by")
+    lost = _unlocated_fids(cfg.inputs.parcels)
+    if lost:
+        parts[0] = dataclasses.replace(parts[0], fids=lost)
     return parts
+
+
+def _unlocated_fids(spec: InputSpec) -> tuple[int, ...]:
+    """The FIDs of the parcels (after the user's ``where``) that no read window finds."""
+    if spec.path.suffix.lower() in (".parquet", ".geoparquet"):
+        fids, bounds = parcel_bounds(spec)
+        return tuple(fids[unlocated(bounds)].tolist())
+    located, boxes = _parcel_boxes(spec)
+    if len(located) and not unlocated(boxes).any():  # a spatial index: only the located ones
+        try:
+            every = pyogrio.read_dataframe(
+                spec.path,
+                layer=spec.layer,
+                columns=[],
+                where=spec.where,
+                read_geometry=False,
+                fid_as_index=True,
+                use_arrow=True,
+            ).index.to_numpy(dtype=np.int64)
+        except Exception as err:
+            raise InputError(f"{spec.path}: cannot read ({_short(err)})") from err
+        return tuple(np.setdiff1d(every, located).tolist())
+    return tuple(located[unlocated(boxes)].tolist())
 
 
 def _layer_crs(spec: InputSpec) -> CRS | None:
@@ -466,17 +503,18 @@ def _layer_crs(spec: InputSpec) -> CRS | None:
     return CRS.from_user_input(crs) if crs else None
 
 
-def parcel_bounds(spec: InputSpec) -> np.ndarray:
-    """Bounding boxes (n × 4) of the parcels, read without attributes."""
+def parcel_bounds(spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(FIDs, n × 4 bounding boxes) of the parcels, read without attributes (a GeoParquet
+    file's FIDs are its row numbers, as :func:`pipeline.sources.read_layer` gives them)."""
     if spec.path.suffix.lower() not in (".parquet", ".geoparquet"):
-        return _read_bounds(spec)[1]
+        return _read_bounds(spec)
     try:
         import geopandas as gpd
 
         geoms = gpd.read_parquet(spec.path).geometry.to_numpy()
         import shapely
 
-        return shapely.bounds(geoms)
+        return np.arange(len(geoms), dtype=np.int64), shapely.bounds(geoms)
     except Exception as err:
         raise InputError(f"{spec.path}: cannot read ({_short(err)})") from err
 
@@ -496,8 +534,8 @@ def grid_cells(bounds: np.ndarray, size: float) -> tuple[np.ndarray, np.ndarray]
 
 
 def _by_grid(spec: InputSpec, size_m: float) -> list[Partition]:
-    bounds = parcel_bounds(spec)
-    ok = np.isfinite(bounds).all(axis=1)
+    fids, bounds = parcel_bounds(spec)
+    ok = ~unlocated(bounds)
     if not ok.any():
         raise InputError(f"{spec.path}: no parcel geometry to partition")
     size = _grid_size(spec, size_m)
@@ -519,6 +557,8 @@ def _by_grid(spec: InputSpec, size_m: float) -> list[Partition]:
             )
         )
     # parcels with no geometry still need a home: the first cell reads them (and rejects them)
+    if not ok.all():
+        parts[0] = dataclasses.replace(parts[0], fids=tuple(fids[~ok].tolist()))
     return parts
 
 

@@ -1261,7 +1261,9 @@ def _partition_parcels(cfg: SurveyConfig, scope: Scope | None, qa: QALog) -> gpd
     A parcel read through a window belongs to the partition only when the partition owns it
     (grid: the centre of its bounding box lies in the cell; county polygon: that centre lies in
     the county, or in no county and in this partition's window first), so every parcel is
-    surveyed exactly once whatever the partitioning.
+    surveyed exactly once whatever the partitioning. The parcels no window finds (no geometry,
+    or an empty one) are read by their FIDs in the partition that the plan gave them to, and
+    rejected there as in a single run.
     """
     spec = cfg.inputs.parcels
     part = scope.part if scope is not None else Partition("all", "all")
@@ -1284,6 +1286,15 @@ def _partition_parcels(cfg: SurveyConfig, scope: Scope | None, qa: QALog) -> gpd
     parcels = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     if part.kind in ("area", "grid") or part.cell is not None:
         parcels = parcels[_owned(cfg, parcels, part, scope.plan)].reset_index(drop=True)
+        if part.fids:
+            (fspec,) = parcel_specs(spec, part)
+            lost = read_layer(
+                fspec, "parcels", crs=crs, qa=qa, engine=cfg.io.engine, fids=part.fids
+            )
+            lost[SRC] = np.int64(0)
+            # in layer order, as a single run reads them
+            parcels = pd.concat([parcels, lost], ignore_index=True)
+            parcels = parcels.sort_values(FID, kind="stable", ignore_index=True)
         if len(parcels) == 0:
             raise EmptyPartition({"parcels_read": 0}, qa, f"{describe(spec)}: no parcels")
     if SRC in parcels and parcels[SRC].max() == 0:

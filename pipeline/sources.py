@@ -13,7 +13,7 @@ import contextlib
 import logging
 import sqlite3
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -158,6 +158,7 @@ def read_layer(
     qa: QALog,
     engine: Engine = "pyogrio",
     bbox: tuple[float, float, float, float] | None = None,
+    fids: Sequence[int] | None = None,
 ) -> gpd.GeoDataFrame:
     """Read one input layer into a GeoDataFrame with semantic column names.
 
@@ -176,6 +177,9 @@ def read_layer(
         The I/O library.
     bbox : tuple, optional
         Read only features intersecting this box (in the layer's own CRS).
+    fids : sequence of int, optional
+        Read only these features (FIDs as the result's ``_fid`` gives them; the user's
+        ``where`` is not applied again). Always read with pyogrio.
 
     Returns
     -------
@@ -209,7 +213,7 @@ def read_layer(
     columns = list(rename)
 
     with gdal_messages(where):
-        frame = _read(spec, layer, columns, engine, encoding, bbox, where)
+        frame = _read(spec, layer, columns, engine, encoding, bbox, where, fids)
     if spec.crs is not None:
         try:
             frame = frame.set_crs(CRS.from_user_input(spec.crs), allow_override=True)
@@ -225,7 +229,7 @@ def read_layer(
         raise InputError(f"{where}: no features{filt}")
     check_coordinates(frame, where, name)
 
-    fixed = frame.attrs.get("decoder_fixed", np.empty(0))
+    fixed = frame.attrs.pop("decoder_fixed", np.empty(0))  # not passed on: concat compares attrs
     frame = frame.rename(columns=rename)
     frame = _fix_types(frame, name, where, qa)
     if len(fixed):
@@ -251,16 +255,19 @@ def _read(
     encoding: str | None,
     bbox: tuple[float, float, float, float] | None,
     where: str,
+    fids: Sequence[int] | None = None,
 ) -> gpd.GeoDataFrame:
     path = spec.path
     try:
         if _is_parquet(path):
             frame = gpd.read_parquet(path, columns=[*columns, _parquet_geometry(path)], bbox=bbox)
             frame[FID] = np.arange(len(frame), dtype=np.int64)
+            if fids is not None:
+                frame = frame.iloc[np.asarray(fids, dtype=np.int64)].reset_index(drop=True)
             if spec.where:
                 frame = frame[_sql_filter(frame[columns], spec.where, where)]
             return frame
-        if engine == "fiona":
+        if engine == "fiona" and fids is None:
             frame = gpd.read_file(
                 path,
                 layer=layer,
@@ -273,16 +280,18 @@ def _read(
             # fiona numbers features from 0 for files without a native FID, like OGR's shapefile
             frame[FID] = np.arange(len(frame), dtype=np.int64)
             return frame
+        select = {"fids": np.asarray(fids, dtype=np.int64)} if fids is not None else {}
         frame = pyogrio.read_dataframe(
             path,
             layer=layer,
             columns=columns,
-            where=spec.where,
+            where=None if fids is not None else spec.where,
             bbox=bbox,
             encoding=encoding,
             use_arrow=True,
             fid_as_index=True,
             on_invalid="ignore",
+            **select,
         )
     except InputError:
         raise

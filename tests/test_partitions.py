@@ -270,6 +270,38 @@ def test_a_large_county_is_split_into_parts_that_own_every_parcel_once(job):
         pipeline.load_config(job.write(partition={"by": "county", "max_parcels": -1}))
 
 
+@pytest.mark.parametrize(
+    ("partition", "county_field"),
+    [
+        ({"by": "grid", "grid_size_m": 250}, True),
+        ({"by": "county"}, False),
+        ({"by": "county", "max_parcels": 2}, True),
+    ],
+    ids=["grid", "counties-layer", "county-split"],
+)
+def test_parcels_no_window_finds_are_rejected_and_logged_as_in_a_single_run(
+    job, partition, county_field
+):
+    """A parcel with no geometry, or an empty one, is in no grid cell or county window: the plan
+    gives it to the first partition, which reads it by its FID and rejects it (QA log)."""
+    three_county_job(job)
+    parcels = three_county_parcels()
+    parcels.loc[1, "geometry"] = None
+    parcels.loc[13, "geometry"] = shapely.Polygon()
+    job.layer("parcels", parcels if county_field else parcels.drop(columns="ZLDWDM"), "DLTB")
+    single = survey(job, "single")
+    qa = single[arc.QA_LOG]
+    lost = {parcels.loc[1, "BSM"]: "null geometry", parcels.loc[13, "BSM"]: "empty geometry"}
+    for bsm, problem in lost.items():
+        assert ((qa["feature_id"] == bsm) & (qa["problem"] == problem)).sum() == 1
+    plan = plan_partitions(pipeline.load_config(job.write(partition=partition)))
+    if partition.get("max_parcels"):  # the first part of each county reads it whole
+        assert all(p.fids == () for p in plan)
+    else:
+        assert plan[0].fids == (2, 14) and all(p.fids == () for p in plan[1:])
+    assert_same_archive(single, survey(job, "parted", config={"partition": partition}))
+
+
 @pytest.mark.parametrize("kind", ["gpkg", "gpkg-no-index", "shp"])
 def test_parcel_boxes_hold_the_parcels(tmp_path, kind):
     """From a GeoPackage's spatial index (rounded outward to 32-bit floats) or from the
