@@ -64,6 +64,7 @@ from .survey import (
     BLACK,
     CONSERVATION_FLOOR_M2,
     CONSERVATION_TOLERANCE,
+    NON_BLACK,
     prepare_soil,
     survey_parcels,
 )
@@ -469,19 +470,12 @@ def load_inputs(
     counts["soil_read"] = len(soil)
     soil_ids = soil["id"].astype(str).to_numpy() if "id" in soil else _fids(soil)
     soil = _clean(soil, "soil", soil_ids, qa, scope)
-    if len(soil) == 0:
-        raise InputError(f"{describe(cfg.inputs.soil)}: no usable soil polygon")
+    if len(soil) == 0 and scope is None and cfg.inputs.soil.raster_values is None:
+        # a partition's window may hold no soil polygon: its parcels are unmapped land, as
+        # they are in a single run; whether the layer has any usable one the merge checks
+        raise InputError(_no_soil(cfg))
     counts["parcels_surveyed"] = len(parcels)
     counts["soil_used"] = len(soil)
-    inside = shapely.intersects(soil.geometry.to_numpy(), shapely.box(xmin, ymin, xmax, ymax))
-    if not inside.any():
-        qa.add(
-            "soil",
-            ["*"],
-            "coverage",
-            "the soil map does not cover the parcels at all",
-            "all parcel area counted as unmapped",
-        )
     protection = _protection_inputs(
         cfg, crs, counties, qa, counts, progress, scope, _window(parcels, changes), changes
     )
@@ -495,6 +489,20 @@ def load_inputs(
         qa=qa,
         protection=protection,
     )
+
+
+def _no_soil(cfg: SurveyConfig) -> str:
+    return f"{describe(cfg.inputs.soil)}: no usable soil polygon"
+
+
+#: the QA row of a job none of whose parcels lies on the soil map
+_UNCOVERED = {
+    "layer": "soil",
+    "feature_id": "*",
+    "check": "coverage",
+    "problem": "the soil map does not cover the parcels at all",
+    "action": "all parcel area counted as unmapped",
+}
 
 
 def _protection_inputs(
@@ -738,6 +746,9 @@ def _survey(
         threads=threads,
     )
     timings["overlay"] = time.perf_counter() - t1
+    if not result.pieces["cls"].isin([BLACK, NON_BLACK]).any():
+        row = _UNCOVERED
+        qa.add(row["layer"], [row["feature_id"]], row["check"], row["problem"], row["action"])
 
     progress("building the archive")
     t2 = time.perf_counter()
@@ -1977,6 +1988,8 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
     """
     merge = _group_merge(cfg, partials)
     full, crs, single, names = merge.partials, merge.crs, merge.single, merge.names
+    if not single and not any(p.counts.get("soil_used", 0) for p in full):
+        _check_soil_layer(cfg)
     protection: dict[str, pd.DataFrame | arc.LayerStream] = {}
     for name in _protection_layers(full):
         if name in _BY_PIECE:
@@ -2000,6 +2013,19 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
         names=names,
         groups=merge,
     )
+
+
+def _check_soil_layer(cfg: SurveyConfig) -> None:
+    """No partition found a usable soil polygon near its parcels: the soil map must still have
+    one somewhere, as a single run, which reads it whole, requires (a soil raster without data
+    under the parcels leaves them unmapped in both)."""
+    if cfg.inputs.soil.raster_values is not None:
+        return
+    for spec in file_specs(cfg.inputs.soil):
+        soil = read_layer(spec, "soil", crs=None, qa=QALog(), engine=cfg.io.engine)
+        if clean_polygons(soil.geometry.to_numpy(), _fids(soil), "soil", QALog())[1].any():
+            return
+    raise InputError(_no_soil(cfg))
 
 
 def _group_merge(cfg: SurveyConfig, partials: list[PartialResult]) -> _GroupMerge:
@@ -2544,6 +2570,11 @@ def _merge_qa(partials: list[PartialResult]) -> pd.DataFrame:
     (a shared soil polygon, a change parcel, a parcel read through two windows) or one stage
     logged twice says no more than one row does."""
     qa = _rows(partials, arc.QA_LOG)
+    # the soil map misses the job's parcels only where it misses every partition's
+    full = [p for p in partials if p.empty is None]
+    uncovered = np.logical_and.reduce([qa[k] == v for k, v in _UNCOVERED.items()])
+    if uncovered.any() and int(uncovered.sum()) < len(full):
+        qa = qa[~uncovered]
     cols = ["layer", "check", "problem", "action", "feature_id"]
     qa = qa.drop_duplicates(cols).sort_values(cols, kind="stable").reset_index(drop=True)
     return qa[["layer", "feature_id", "check", "problem", "action"]]

@@ -302,6 +302,45 @@ def test_parcels_no_window_finds_are_rejected_and_logged_as_in_a_single_run(
     assert_same_archive(single, survey(job, "parted", config={"partition": partition}))
 
 
+@pytest.mark.parametrize("soil", ["one county", "none of them", "unusable"])
+def test_a_partition_off_the_soil_map_is_unmapped_land_as_in_a_single_run(job, soil):
+    """A partition whose window holds no soil polygon surveys its parcels as unmapped land, as
+    a single run does; the job is refused only when the soil map has no usable polygon at all,
+    and says that it misses the parcels only when it misses all of them."""
+    three_county_job(job)
+    polygons = {
+        "one county": box(-20, -20, 290, 320),
+        "none of them": box(5000, 5000, 6000, 6000),
+        "unusable": box(0, 0, 200, 0),  # no area
+    }
+    job.layer("soil", soil_frame([("黑土", polygons[soil])]), "TRTB")
+    partition = {"config": {"partition": {"by": "county"}}}
+    if soil == "unusable":
+        for kwargs in ({}, partition):
+            with pytest.raises(InputError, match="no usable soil polygon"):
+                survey(job, "archive", **kwargs)
+        return
+    single = survey(job, "single")
+    parted = survey(job, "parted", **partition)
+    if soil == "none of them":
+        # a single run reads the whole soil map, a partition the soil around its parcels: the
+        # counts of soil polygons read differ where one lies far from every parcel
+        for layers in (single, parted):
+            meta = layers[arc.METADATA]
+            at = meta.index[meta["key"] == "counts"][0]
+            counts = json.loads(meta.loc[at, "value"])
+            assert counts["soil_used"] == (layers is single)
+            del counts["soil_read"], counts["soil_used"]
+            meta.loc[at, "value"] = json.dumps(counts)
+    assert_same_archive(single, parted)
+    qa = single[arc.QA_LOG]
+    missed = (qa["layer"] == "soil") & qa["problem"].str.contains("does not cover the parcels")
+    assert missed.sum() == (soil == "none of them")
+    balance = single[arc.BALANCE]
+    unmapped = balance["XZQDM"] != "220122" if soil == "one county" else slice(None)
+    np.testing.assert_allclose(balance.loc[unmapped, "WDT_MJ"], balance.loc[unmapped, "MJ"])
+
+
 @pytest.mark.parametrize("kind", ["gpkg", "gpkg-no-index", "shp"])
 def test_parcel_boxes_hold_the_parcels(tmp_path, kind):
     """From a GeoPackage's spatial index (rounded outward to 32-bit floats) or from the
