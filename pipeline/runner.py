@@ -1988,7 +1988,7 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
     """
     merge = _group_merge(cfg, partials)
     full, crs, single, names = merge.partials, merge.crs, merge.single, merge.names
-    if not single and not any(p.counts.get("soil_used", 0) for p in full):
+    if not any(p.counts.get("soil_used", 0) for p in full):  # (a single run refused it)
         _check_soil_layer(cfg)
     protection: dict[str, pd.DataFrame | arc.LayerStream] = {}
     for name in _protection_layers(full):

@@ -178,8 +178,9 @@ def read_layer(
     bbox : tuple, optional
         Read only features intersecting this box (in the layer's own CRS).
     fids : sequence of int, optional
-        Read only these features (FIDs as the result's ``_fid`` gives them; the user's
-        ``where`` is not applied again). Always read with pyogrio.
+        Read only these features (FIDs as the result's ``_fid`` gives them), chosen by the
+        caller after the user's ``where``; a GDAL format is read with pyogrio whatever the
+        engine.
 
     Returns
     -------
