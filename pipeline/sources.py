@@ -178,9 +178,9 @@ def read_layer(
     bbox : tuple, optional
         Read only features intersecting this box (in the layer's own CRS).
     fids : sequence of int, optional
-        Read only these features (FIDs as the result's ``_fid`` gives them), chosen by the
-        caller after the user's ``where``; a GDAL format is read with pyogrio whatever the
-        engine.
+        Read only these features (FIDs as the result's ``_fid`` gives them). From a GDAL
+        format they are read with pyogrio whatever the engine, and the caller has chosen them
+        after the user's ``where``; from a GeoParquet file the ``where`` is applied here.
 
     Returns
     -------
