@@ -28,10 +28,16 @@ _COLLECTIONS = (
 )
 
 
+def as_string(values: object) -> pd.Series:
+    """Values as stripped text in a pandas string Series (positional index), NA where missing:
+    ``as_text`` without leaving pandas' string storage, for work on millions of values."""
+    series = pd.Series(values, copy=False) if not isinstance(values, pd.Series) else values
+    return series.astype("string").str.strip().reset_index(drop=True)
+
+
 def as_text(values: object) -> np.ndarray:
     """Values as stripped text (object array), None where missing; vectorised."""
-    series = pd.Series(values, copy=False) if not isinstance(values, pd.Series) else values
-    text = series.astype("string").str.strip()
+    text = as_string(values)
     return text.astype(object).where(text.notna(), None).to_numpy()
 
 

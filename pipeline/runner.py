@@ -36,6 +36,16 @@ from .codes import BLACK_SOIL_GROUPS, LANDUSE_NAMES, M2_PER_HECTARE, M2_PER_MU
 from .config import PROTECTION_INPUTS, InputSpec, RasterSpec, SurveyConfig
 from .errors import InputError, Interrupted, InvariantError, OutputError, UsageError
 from .executors import release_memory, run_tasks
+from .ids import (
+    FILE,
+    fill_missing,
+    job_renames,
+    later_duplicates,
+    of_files,
+    read_renames,
+    write_renames,
+)
+from .ids import digest as renames_digest
 from .overlay import default_threads, safe_intersection
 from .partitions import (
     Partition,
@@ -160,6 +170,8 @@ class Scope:
 
     part: Partition
     plan: tuple[Partition, ...] = ()
+    #: the new ids of the partition's duplicate parcel ids (:func:`pipeline.ids.read_renames`)
+    renames: pd.DataFrame | None = None
     read_keys: dict[str, set[str]] = field(default_factory=dict)
     used_keys: dict[str, set[str]] = field(default_factory=dict)
 
@@ -259,35 +271,42 @@ def _clean(
     return frame
 
 
-def _parcel_ids(parcels: gpd.GeoDataFrame, qa: QALog) -> gpd.GeoDataFrame:
-    """Make parcel ids present and unique (missing → FID-based id, duplicates → suffixed)."""
-    ids = parcels["id"].astype(object)
-    ids = pd.Series(as_text(ids), dtype=object)
-    missing = ids.isna() | (ids == "")
+def _parcel_ids(
+    parcels: gpd.GeoDataFrame, qa: QALog, renames: pd.DataFrame | None = None
+) -> gpd.GeoDataFrame:
+    """Make parcel ids present and unique (missing → FID-based id, duplicates → suffixed).
+
+    A single run ranks the duplicates itself; a partition takes the new ids of its parcels from
+    ``renames``, the job's table (:func:`pipeline.ids.job_renames`: ``file`` as the partition
+    numbers its sources, ``_fid``, ``id``), since its own parcels are not all the job's.
+    """
+    ids, missing = fill_missing(parcels["id"], parcels[FID].to_numpy())
     if missing.any():
-        new = "FID" + parcels.loc[missing, FID].astype(str)
         qa.add(
             "parcels",
-            new.to_numpy(),
+            ids[missing].to_numpy(),
             "field id",
             "parcel id (BSM) missing",
             "id made from the feature id",
         )
-        ids[missing] = new
-    dup = ids.duplicated(keep="first")
-    if dup.any():
-        rank = ids.groupby(ids).cumcount() + 1
-        new = ids[dup] + "-" + rank[dup].astype(str)
+    if renames is None:
+        new = later_duplicates(ids)
+    else:
+        src = parcels[SRC].to_numpy() if SRC in parcels else np.zeros(len(parcels), np.int64)
+        rows = pd.DataFrame({FILE: src, FID: parcels[FID].to_numpy(), "row": np.arange(len(ids))})
+        hit = rows.merge(renames, on=[FILE, FID]).sort_values("row")
+        new = pd.Series(hit["id"].to_numpy(dtype=object), index=hit["row"].to_numpy())
+    if len(new):
         qa.add(
             "parcels",
-            ids[dup].to_numpy(),
+            ids[new.index].to_numpy(),
             "field id",
             "duplicate parcel id (BSM)",
             "later duplicates renamed <BSM>-2, -3, ...",
         )
-        ids[dup] = new
+        ids[new.index] = new
     parcels = parcels.copy()
-    parcels["id"] = ids.astype(str)
+    parcels["id"] = ids.astype(str).to_numpy()
     return parcels
 
 
@@ -413,7 +432,7 @@ def load_inputs(
             f"{describe(spec)}: no cultivated parcels (field {spec.fields['landuse']} in "
             f"{', '.join(cfg.cultivated_codes)})"
         )
-    parcels = _parcel_ids(parcels, qa)
+    parcels = _parcel_ids(parcels, qa, scope.renames if scope is not None else None)
     parcels = _clean(parcels, "parcels", parcels["id"].to_numpy(), qa)
     if len(parcels) == 0 and not empty:
         nothing(f"{describe(spec)}: no cultivated parcel has a usable polygon geometry")
@@ -1457,7 +1476,8 @@ def run_partition(
     folder.mkdir(parents=True)
     with _partition_log(folder / "partition.log"):
         logger.info("partition %s (%s) started", part.name, part.kind)
-        scope = Scope(part, tuple(plan))
+        every = input_files(cfg.inputs.parcels)
+        scope = Scope(part, tuple(plan), read_renames(workdir, _file_indexes(every, part)))
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         try:
@@ -1483,6 +1503,12 @@ def run_partition(
         "pieces": int(partial.counts.get("pieces_black", 0)),
         "seconds": time.perf_counter() - started,
     }
+
+
+def _file_indexes(every: list[Path], part: Partition) -> list[int]:
+    """The indexes among the parcels input's files of the files a partition reads."""
+    where = {f: i for i, f in enumerate(every)}
+    return [where[f] for f in part.files] if part.files else [0]
 
 
 @contextlib.contextmanager
@@ -1695,8 +1721,20 @@ def _run_partitioned(
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     files = _input_fingerprints(cfg)
+    # duplicate parcel ids are ranked over the whole job, as a single run ranks them
+    renames = job_renames(cfg)
+    write_renames(renames, workdir)
+    every = input_files(cfg.inputs.parcels)
     stamps = {
-        p.name: fingerprint(cfg, p, {**files, **{str(f): layer_fingerprint(f) for f in p.files}})
+        p.name: fingerprint(
+            cfg,
+            p,
+            {
+                **files,
+                **{str(f): layer_fingerprint(f) for f in p.files},
+                "renamed ids": renames_digest(of_files(renames, _file_indexes(every, p))),
+            },
+        )
         for p in plan
     }
     done = [p for p in plan if _is_done(workdir / p.name, stamps[p.name])]

@@ -198,19 +198,7 @@ def read_layer(
         logger.info("%s: no .cpg file; text decoded as %s", spec.path, encoding)
     layer, fields, _ = _layer_info(spec, engine, encoding)
     where = describe(spec) if layer is None else f"{spec.path} (layer {layer})"
-
-    rename: dict[str, str] = {}
-    present_lower = {f.lower(): f for f in fields}
-    for semantic, field in spec.fields.items():
-        actual = field if field in fields else present_lower.get(field.lower())
-        if actual is None:
-            if semantic in REQUIRED_FIELDS[name] or semantic in spec.explicit_fields:
-                raise InputError(
-                    f"{where}: field {field!r} ({name} {semantic}) not found; "
-                    f"fields are: {', '.join(fields[:30])}"
-                )
-            continue
-        rename[actual] = semantic
+    rename = _field_mapping(spec, name, fields, where)
     columns = list(rename)
 
     with gdal_messages(where):
@@ -248,6 +236,81 @@ def read_layer(
     return frame
 
 
+def _field_mapping(spec: InputSpec, name: str, fields: list[str], where: str) -> dict[str, str]:
+    """{actual field: semantic name} of the mapped fields the layer has (names matched without
+    regard to case); a required or explicitly mapped field it lacks is an InputError."""
+    rename: dict[str, str] = {}
+    present_lower = {f.lower(): f for f in fields}
+    for semantic, field in spec.fields.items():
+        actual = field if field in fields else present_lower.get(field.lower())
+        if actual is None:
+            if semantic in REQUIRED_FIELDS[name] or semantic in spec.explicit_fields:
+                raise InputError(
+                    f"{where}: field {field!r} ({name} {semantic}) not found; "
+                    f"fields are: {', '.join(fields[:30])}"
+                )
+            continue
+        rename[actual] = semantic
+    return rename
+
+
+def read_fields(
+    spec: InputSpec, name: str, semantics: Sequence[str], engine: Engine = "pyogrio"
+) -> pd.DataFrame:
+    """Some mapped fields of every feature of a layer, without geometry, as ``read_layer`` gives
+    them (the user's ``where`` applied, code fields repaired, in layer order), read through
+    Arrow whatever the engine.
+
+    Returns
+    -------
+    DataFrame
+        ``_fid`` and those of ``semantics`` the layer has.
+
+    Raises
+    ------
+    InputError
+        Unreadable file, missing layer or required field, a bad ``where``.
+    """
+    encoding = spec.encoding or _detect_shapefile_encoding(spec.path)
+    layer, fields, _ = _layer_info(spec, engine, encoding)
+    where = describe(spec) if layer is None else f"{spec.path} (layer {layer})"
+    rename = {k: v for k, v in _field_mapping(spec, name, fields, where).items() if v in semantics}
+    columns = list(rename)
+    try:
+        with gdal_messages(where):
+            if _is_parquet(spec.path):
+                import pyarrow.parquet as pq
+
+                frame = pq.read_table(spec.path, columns=columns).to_pandas()
+                frame[FID] = np.arange(len(frame), dtype=np.int64)
+                if spec.where:
+                    frame = frame[_sql_filter(frame[columns], spec.where, where)]
+            else:
+                _, table = pyogrio.read_arrow(
+                    spec.path,
+                    layer=layer,
+                    columns=columns,
+                    read_geometry=False,
+                    where=spec.where,
+                    encoding=encoding,
+                    return_fids=True,
+                )
+                frame = table.to_pandas().rename(columns={"fid": FID})
+    except InputError:
+        raise
+    except Exception as err:
+        raise InputError(f"{where}: cannot read ({_short(err)})") from err
+    frame = frame.rename(columns=rename).reset_index(drop=True)
+    frame[FID] = frame[FID].astype(np.int64)
+    for semantic in CODE_FIELDS.get(name, {}):
+        if semantic in frame:  # repaired as read_layer repairs them, value by distinct value
+            codes, values = pd.factorize(frame[semantic])
+            distinct = pd.DataFrame({semantic: values, FID: np.zeros(len(values), np.int64)})
+            fixed = _fix_types(distinct, name, where, QALog())[semantic].to_numpy(dtype=object)
+            frame[semantic] = np.where(codes >= 0, fixed[np.maximum(codes, 0)], None)
+    return frame
+
+
 def _read(
     spec: InputSpec,
     layer: str | None,
@@ -278,8 +341,15 @@ def _read(
                 bbox=bbox,
                 encoding=encoding,
             )
-            # fiona numbers features from 0 for files without a native FID, like OGR's shapefile
-            frame[FID] = np.arange(len(frame), dtype=np.int64)
+            # the features' own FIDs (as pyogrio gives them), so that a partition's read and a
+            # single run's name the same feature alike
+            import fiona
+
+            with fiona.open(path, layer=layer, encoding=encoding) as src:
+                keys = np.fromiter(src.keys(bbox=bbox, where=spec.where), dtype=np.int64)
+            frame[FID] = keys
+            if bbox is not None:  # in layer order, as below
+                frame = frame.sort_values(FID, kind="stable", ignore_index=True)
             return frame
         select = {"fids": np.asarray(fids, dtype=np.int64)} if fids is not None else {}
         frame = pyogrio.read_dataframe(
@@ -374,12 +444,15 @@ def check_coordinates(frame: gpd.GeoDataFrame, where: str, name: str) -> None:
 
 
 def _parquet_geometry(path: Path) -> str:
+    return _geo_metadata(path).get("primary_column", "geometry")
+
+
+def _geo_metadata(path: Path) -> dict:
     import json
 
     import pyarrow.parquet as pq
 
-    meta = json.loads(pq.read_schema(path).metadata[b"geo"])
-    return meta.get("primary_column", "geometry")
+    return json.loads(pq.read_schema(path).metadata[b"geo"])
 
 
 def _sql_filter(attributes: pd.DataFrame, clause: str, where: str) -> np.ndarray:

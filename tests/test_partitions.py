@@ -302,6 +302,50 @@ def test_parcels_no_window_finds_are_rejected_and_logged_as_in_a_single_run(
     assert_same_archive(single, survey(job, "parted", config={"partition": partition}))
 
 
+@pytest.mark.parametrize(
+    "partition",
+    [
+        {"by": "county"},
+        {"by": "grid", "grid_size_m": 250},
+        {"by": "county", "max_parcels": 2},
+        {"by": "county", "no county field": True},
+        {"by": "county", "many files": True},
+    ],
+    ids=["county", "grid", "county-split", "counties-layer", "many-files"],
+)
+def test_duplicate_ids_across_partitions_are_renamed_as_in_a_single_run(job, partition):
+    """The job's duplicate BSMs are ranked over all its cultivated parcels, in the order a single
+    run reads them, whichever partitions hold them; a renamed id never takes another's."""
+    partition = dict(partition)
+    many = partition.pop("many files", False)
+    no_field = partition.pop("no county field", False)
+    three_county_job(job, many_files=many)
+    parcels = three_county_parcels()
+    for k in (0, 2, 8, 12, 24):  # 8 is not cultivated, 2 not in the filter: they take no rank
+        parcels.loc[k, "BSM"] = "D1"
+    parcels["KEEP"] = np.where(parcels.index == 2, 0, 1)
+    parcels.loc[[3, 4], "BSM"] = "D2"  # twice in one county
+    parcels.loc[15, "BSM"] = "D1-2"  # the name the second D1 would take
+    parcels.loc[[9, 18, 20], "BSM"] = None  # FID-made ids: FID1 twice in the many files
+    if no_field:
+        parcels = parcels.drop(columns="ZLDWDM")
+    if many:
+        for code in COUNTIES:
+            own = parcels[parcels["ZLDWDM"].str[:6] == code]
+            own.to_file(job.folder / "dltb" / f"{code}.gpkg", layer="DLTB", engine="pyogrio")
+    else:
+        job.layer("parcels", parcels, "DLTB")
+    job.config["inputs"]["parcels"]["where"] = "KEEP = 1"
+    single = survey(job, "single", config={"partition": {"by": "none"}})
+    bsm = set(single[arc.BALANCE]["BSM"])
+    assert {"D1", "D1-2", "D1-3", "D1-4", "D2", "D2-2"} <= bsm and "D1-5" not in bsm
+    assert ("FID1-2" in bsm) == many
+    qa = single[arc.QA_LOG]
+    renamed = qa.loc[qa["problem"] == "duplicate parcel id (BSM)", "feature_id"]
+    assert sorted(renamed) == ["D1", "D2", *(["FID1"] if many else [])]  # a row per id
+    assert_same_archive(single, survey(job, "parted", config={"partition": partition}))
+
+
 @pytest.mark.parametrize("soil", ["one county", "none of them", "unusable"])
 def test_a_partition_off_the_soil_map_is_unmapped_land_as_in_a_single_run(job, soil):
     """A partition whose window holds no soil polygon surveys its parcels as unmapped land, as
@@ -563,6 +607,25 @@ def test_resume_redoes_a_partition_whose_input_changed(job):
     assert any("2 done before" in m for m in seen)
     assert any("1/1 partitions" in m and "220183" in m for m in seen)
     assert 9999.0 in layers[arc.BALANCE]["TBMJ"].to_numpy()
+
+
+def test_resume_redoes_a_partition_whose_ids_another_file_now_renames(job):
+    """A file that now holds a parcel id of a later file's parcel renames that parcel: resume
+    runs the later file's partition again, though the file itself did not change."""
+    three_county_job(job, many_files=True)
+    cfg = {"partition": {"by": "county"}}
+    stop_before_merging(job, "renamed", cfg)
+    later = gpd.read_file(job.folder / "dltb" / "220183.gpkg")
+    path = job.folder / "dltb" / "220113.gpkg"  # read before 220183.gpkg
+    parcels = gpd.read_file(path)
+    parcels.loc[0, "BSM"] = later.loc[0, "BSM"]
+    path.unlink()
+    parcels.to_file(path, layer="DLTB", engine="pyogrio")
+    seen: list[str] = []
+    resumed = survey(job, "renamed", config=cfg, progress=seen.append, resume=True)
+    assert any("1 done before" in m for m in seen)
+    assert f"{later.loc[0, 'BSM']}-2" in set(resumed[arc.BALANCE]["BSM"])
+    assert_same_archive(resumed, survey(job, "fresh", config=cfg))
 
 
 @pytest.mark.parametrize("damage", ["removed", "truncated"])

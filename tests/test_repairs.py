@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import geopandas as gpd
+import pandas as pd
 import pytest
 import shapely
 
@@ -66,6 +67,18 @@ def test_duplicate_parcel_ids_are_renamed(job):
     _, layers = run(job)
     assert sorted(layers["HTGDTB"]["BSM"]) == ["220122000000000001", "220122000000000001-2"]
     assert len(_qa(layers, problem="duplicate parcel id (BSM)")) == 1
+
+
+def test_a_renamed_id_never_takes_another_parcels_id():
+    """A, A, A-2: the second A cannot become A-2, which a parcel has; it becomes A-3."""
+    from pipeline.ids import fill_missing, later_duplicates
+
+    ids, missing = fill_missing(pd.Series(["A", " A", "A-2", None, "B", "A", "", "FID3"]), range(8))
+    assert missing.tolist() == [False, False, False, True, False, False, True, False]
+    assert ids.tolist() == ["A", "A", "A-2", "FID3", "B", "A", "FID6", "FID3"]
+    new = later_duplicates(ids)
+    assert new.to_dict() == {1: "A-3", 5: "A-4", 7: "FID3-2"}
+    assert later_duplicates(pd.Series(["A", "B"])).empty
 
 
 def test_3d_geometries_are_flattened(job):
