@@ -41,6 +41,7 @@ from pyproj import CRS, Transformer
 
 from .config import InputSpec, SurveyConfig
 from .errors import ConfigError, InputError
+from .sources import geoparquet_bounds, geoparquet_crs
 
 #: partition name of the parcels whose county field gives no county
 OTHER = "_other"
@@ -494,9 +495,7 @@ def _layer_crs(spec: InputSpec) -> CRS | None:
         return CRS.from_user_input(spec.crs)
     try:
         if spec.path.suffix.lower() in (".parquet", ".geoparquet"):
-            import geopandas as gpd
-
-            return gpd.read_parquet(spec.path, columns=[]).crs
+            return geoparquet_crs(spec.path)
         crs = pyogrio.read_info(spec.path, layer=spec.layer)["crs"]
     except Exception as err:
         raise InputError(f"{spec.path}: cannot open ({_short(err)})") from err
@@ -509,12 +508,8 @@ def parcel_bounds(spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
     if spec.path.suffix.lower() not in (".parquet", ".geoparquet"):
         return _read_bounds(spec)
     try:
-        import geopandas as gpd
-
-        geoms = gpd.read_parquet(spec.path).geometry.to_numpy()
-        import shapely
-
-        return np.arange(len(geoms), dtype=np.int64), shapely.bounds(geoms)
+        bounds = geoparquet_bounds(spec.path)
+        return np.arange(len(bounds), dtype=np.int64), bounds
     except Exception as err:
         raise InputError(f"{spec.path}: cannot read ({_short(err)})") from err
 

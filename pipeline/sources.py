@@ -20,6 +20,7 @@ from typing import Literal
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyogrio
 import shapely
 from pyproj import CRS, Transformer
@@ -324,8 +325,7 @@ def _read(
     path = spec.path
     try:
         if _is_parquet(path):
-            frame = gpd.read_parquet(path, columns=[*columns, _parquet_geometry(path)], bbox=bbox)
-            frame[FID] = np.arange(len(frame), dtype=np.int64)
+            frame = _read_parquet(path, columns, bbox)
             if fids is not None:
                 frame = frame.iloc[np.asarray(fids, dtype=np.int64)].reset_index(drop=True)
             if spec.where:
@@ -447,12 +447,115 @@ def _parquet_geometry(path: Path) -> str:
     return _geo_metadata(path).get("primary_column", "geometry")
 
 
+def geoparquet_crs(path: Path) -> CRS | None:
+    """The CRS of a GeoParquet file's primary geometry column (OGC:CRS84 where the file names
+    none, as the format says; None where it says the CRS is unknown)."""
+    meta = _geo_metadata(path)
+    column = meta["columns"][meta.get("primary_column", "geometry")]
+    crs = column.get("crs", "OGC:CRS84")
+    if crs is None:
+        return None
+    return CRS.from_json_dict(crs) if isinstance(crs, dict) else CRS.from_user_input(crs)
+
+
+def geoparquet_bounds(path: Path) -> np.ndarray:
+    """The n × 4 bounding boxes of a GeoParquet file's rows, in row order (NaN: no geometry)."""
+    geom = _parquet_geometry(path)
+    return shapely.bounds(gpd.read_parquet(path, columns=[geom]).geometry.to_numpy())
+
+
 def _geo_metadata(path: Path) -> dict:
     import json
 
     import pyarrow.parquet as pq
 
     return json.loads(pq.read_schema(path).metadata[b"geo"])
+
+
+def _read_parquet(
+    path: Path, columns: list[str], bbox: tuple[float, float, float, float] | None
+) -> gpd.GeoDataFrame:
+    """A GeoParquet file's rows, ``_fid`` their row numbers in the file: all of them, or those
+    whose bounding box meets ``bbox``.
+
+    Through a window, the row groups whose bbox covering column's statistics miss it are not
+    read; a file without that column (or not WKB-encoded) is read whole and its geometries'
+    boxes compared. Either way a row keeps its number, so a partition's read and a single run's
+    name a feature alike, and a row without geometry is in no window.
+    """
+    import pyarrow.parquet as pq
+
+    meta = _geo_metadata(path)
+    geom = meta.get("primary_column", "geometry")
+    column = meta["columns"][geom]
+    cover = column.get("covering", {}).get("bbox")
+    if bbox is None or cover is None or str(column.get("encoding", "WKB")).upper() != "WKB":
+        frame = gpd.read_parquet(path, columns=[*columns, geom])
+        frame[FID] = np.arange(len(frame), dtype=np.int64)
+        if bbox is None:
+            return frame
+        b = shapely.bounds(frame.geometry.to_numpy())
+        return frame[_meets(b[:, 0], b[:, 1], b[:, 2], b[:, 3], bbox)].reset_index(drop=True)
+    box_column = cover["xmin"][0]
+    file = pq.ParquetFile(path)
+    sizes = [file.metadata.row_group(i).num_rows for i in range(file.num_row_groups)]
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    groups = [i for i in range(file.num_row_groups) if _group_meets(file, i, cover, bbox)]
+    table = file.read_row_groups(groups, columns=[*columns, geom, box_column])
+    boxes = table.column(box_column).combine_chunks()
+    xmin, ymin, xmax, ymax = (
+        boxes.field(cover[k][1]).to_numpy(zero_copy_only=False).astype(float)
+        for k in ("xmin", "ymin", "xmax", "ymax")
+    )
+    keep = _meets(xmin, ymin, xmax, ymax, bbox)
+    rows = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in groups] or [[]])
+    table = table.filter(keep)
+    wkb = table.column(geom).combine_chunks()
+    if isinstance(wkb.type, pa.ExtensionType):
+        wkb = wkb.storage
+    crs = geoparquet_crs(path)
+    geoms = shapely.from_wkb(wkb.to_numpy(zero_copy_only=False))
+    frame = gpd.GeoDataFrame(
+        table.select(columns).to_pandas(),
+        geometry=gpd.GeoSeries(geoms, crs=crs, name=geom),
+    )
+    frame[FID] = rows[keep].astype(np.int64)
+    return frame
+
+
+def _meets(
+    xmin: np.ndarray,
+    ymin: np.ndarray,
+    xmax: np.ndarray,
+    ymax: np.ndarray,
+    bbox: tuple[float, float, float, float],
+) -> np.ndarray:
+    """Which boxes meet ``bbox`` (a missing box, NaN, meets none)."""
+    with np.errstate(invalid="ignore"):
+        return (xmin <= bbox[2]) & (xmax >= bbox[0]) & (ymin <= bbox[3]) & (ymax >= bbox[1])
+
+
+def _group_meets(file: object, group: int, cover: dict, bbox: tuple[float, ...]) -> bool:
+    """Whether a row group's bbox covering statistics may meet ``bbox`` (True without them)."""
+    meta = file.metadata.row_group(group)
+    paths = {".".join(cover[k]): k for k in ("xmin", "ymin", "xmax", "ymax")}
+    low: dict[str, float] = {}
+    high: dict[str, float] = {}
+    for j in range(meta.num_columns):
+        chunk = meta.column(j)
+        key = paths.get(chunk.path_in_schema)
+        stats = chunk.statistics
+        if key is None or stats is None or not stats.has_min_max:
+            continue
+        low[key], high[key] = float(stats.min), float(stats.max)
+    if len(low) < 4:
+        return True
+    return not (
+        low["xmin"] > bbox[2]
+        or high["xmax"] < bbox[0]
+        or low["ymin"] > bbox[3]
+        or high["ymax"] < bbox[1]
+    )
 
 
 def _sql_filter(attributes: pd.DataFrame, clause: str, where: str) -> np.ndarray:

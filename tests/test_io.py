@@ -131,6 +131,54 @@ def test_a_window_read_keeps_the_layer_order(tmp_path):
     assert read[FID].tolist() == sorted(raw.index)
 
 
+@pytest.mark.parametrize("covering", [True, False], ids=["bbox-column", "no-bbox-column"])
+def test_a_geoparquet_window_keeps_row_numbers_as_fids(tmp_path, monkeypatch, covering):
+    """Through a window, a GeoParquet file gives the rows whose box meets it, numbered by their
+    rows in the file (as a read of the whole file numbers them), row groups that miss it
+    unread; a row without geometry is in no window."""
+    import numpy as np
+    import shapely
+
+    from pipeline.config import InputSpec
+    from pipeline.qa import QALog
+    from pipeline.sources import FID, read_layer
+
+    xy = np.random.default_rng(2).uniform(0, 1000, (300, 2)) + np.array([X0, Y0])
+    xy = xy[np.argsort(xy[:, 0])]  # row groups of neighbouring features, as sorted files hold
+    geoms = shapely.box(xy[:, 0], xy[:, 1], xy[:, 0] + 5, xy[:, 1] + 5).astype(object)
+    geoms[7] = None
+    frame = gpd.GeoDataFrame({"TL": [f"t{i}" for i in range(300)]}, geometry=geoms, crs=CRS)
+    path = tmp_path / "soil.parquet"
+    frame.to_parquet(path, write_covering_bbox=covering, row_group_size=25)
+    spec = InputSpec(path=path, fields={"soil_type": "TL"})
+    whole = read_layer(spec, "soil", crs=None, qa=QALog())
+    assert whole[FID].tolist() == list(range(300))
+    bbox = (X0 + 100, Y0 + 100, X0 + 300, Y0 + 900)
+    import pyarrow.parquet as pq
+
+    groups: list[int] = []
+    read_groups = pq.ParquetFile.read_row_groups
+
+    def counted(self, row_groups, *args, **kwargs):
+        groups.extend(row_groups)
+        return read_groups(self, row_groups, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", counted)
+    read = read_layer(spec, "soil", crs=None, qa=QALog(), bbox=bbox)
+    assert (0 < len(groups) < 12) if covering else groups == []  # 12 groups of 25 rows
+    b = shapely.bounds(whole.geometry.to_numpy())
+    with np.errstate(invalid="ignore"):
+        meets = (b[:, 0] <= bbox[2]) & (b[:, 2] >= bbox[0]) & (b[:, 1] <= bbox[3])
+        meets &= b[:, 3] >= bbox[1]
+    want = whole[meets].reset_index(drop=True)
+    assert 0 < len(read) < 300 and read[FID].tolist() == want[FID].tolist()
+    assert read["soil_type"].tolist() == want["soil_type"].tolist()
+    assert shapely.equals(read.geometry.to_numpy(), want.geometry.to_numpy()).all()
+    assert read.crs == whole.crs == CRS
+    with pytest.raises(InputError, match="no features"):  # a window off the data
+        read_layer(spec, "soil", crs=None, qa=QALog(), bbox=(X0 + 5000, Y0, X0 + 6000, Y0 + 10))
+
+
 def test_inputs_in_other_crs_are_reprojected(job):
     job.layer("parcels", _parcels(), "DLTB")
     job.layer("soil", _soil().to_crs("EPSG:4490"), "TRTB")

@@ -346,6 +346,27 @@ def test_duplicate_ids_across_partitions_are_renamed_as_in_a_single_run(job, par
     assert_same_archive(single, survey(job, "parted", config={"partition": partition}))
 
 
+@pytest.mark.parametrize("covering", [True, False], ids=["bbox-column", "no-bbox-column"])
+@pytest.mark.parametrize(
+    "partition", [{"by": "grid", "grid_size_m": 250}, {"by": "county"}], ids=["grid", "areas"]
+)
+def test_geoparquet_parcels_read_through_windows_as_in_a_single_run(job, partition, covering):
+    """A GeoParquet parcels file is read through each partition's window, with or without its
+    bbox covering column, its features numbered by their rows as a single run numbers them."""
+    three_county_job(job)
+    parcels = three_county_parcels()
+    parcels.loc[1, "geometry"] = None  # in no window: read by its row number
+    parcels.loc[[0, 12, 24], "BSM"] = "D1"  # ranked over the partitions by row number
+    if partition["by"] == "county":  # from the counties layer
+        parcels = parcels.drop(columns="ZLDWDM")
+    path = job.folder / "dltb.parquet"
+    parcels.to_parquet(path, write_covering_bbox=covering, row_group_size=4)
+    job.config["inputs"]["parcels"] = {"path": path.name}
+    single = survey(job, "single")
+    assert {"D1-2", "D1-3"} <= set(single[arc.BALANCE]["BSM"])
+    assert_same_archive(single, survey(job, "parted", config={"partition": partition}))
+
+
 @pytest.mark.parametrize("soil", ["one county", "none of them", "unusable"])
 def test_a_partition_off_the_soil_map_is_unmapped_land_as_in_a_single_run(job, soil):
     """A partition whose window holds no soil polygon surveys its parcels as unmapped land, as
