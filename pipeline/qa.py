@@ -80,6 +80,16 @@ class QALog:
     def extend(self, other: QALog) -> None:
         self._chunks.extend(other._chunks)
 
+    def only(self, feature_ids: Iterable[object]) -> QALog:
+        """A log of the rows about these features (ids as recorded: stripped text)."""
+        wanted = set(feature_ids)
+        out = QALog()
+        for chunk in self._chunks:
+            rows = chunk[chunk["feature_id"].isin(wanted)]
+            if len(rows):
+                out._chunks.append(rows)
+        return out
+
     def frame(self) -> pd.DataFrame:
         """All rows, in the order they were recorded."""
         if not self._chunks:

@@ -214,6 +214,35 @@ def _window(
     return (xmin - margin, ymin - margin, xmax + margin, ymax + margin)
 
 
+#: how far (m) from a parcel's or change parcel's box a soil polygon's box may lie to be read
+_SOIL_MARGIN = 10.0
+
+
+class _Near:
+    """Which features of a layer lie near the parcels and change parcels: their bounding box
+    within a margin of one of theirs. The rule depends on each feature alone, so a single run
+    keeps the features that the partitions keep together."""
+
+    def __init__(self, parcels: gpd.GeoDataFrame, changes: gpd.GeoDataFrame | None) -> None:
+        geoms = [parcels.geometry.to_numpy()]
+        if changes is not None:
+            geoms.append(changes.geometry.to_numpy())
+        self.geoms = np.concatenate(geoms)
+        self._tree: shapely.STRtree | None = None
+
+    def of(self, frame: gpd.GeoDataFrame, margin: float) -> np.ndarray:
+        """A mask of ``frame``'s features near them (a feature without geometry is not)."""
+        if self._tree is None:  # built once for all the layers
+            self._tree = shapely.STRtree(self.geoms)
+        b = shapely.bounds(frame.geometry.to_numpy())
+        located = np.flatnonzero(np.isfinite(b).all(axis=1))
+        b = b[located]
+        boxes = shapely.box(b[:, 0] - margin, b[:, 1] - margin, b[:, 2] + margin, b[:, 3] + margin)
+        keep = np.zeros(len(frame), dtype=bool)
+        keep[located[self._tree.query(boxes)[0]]] = True
+        return keep
+
+
 #: the start of read_layer's message for a filter or window that selects nothing
 _NO_FEATURES = ": no features"
 
@@ -226,30 +255,42 @@ def _read(
     qa: QALog,
     scope: Scope | None = None,
     window: Window | None = None,
+    near: Callable[[gpd.GeoDataFrame], np.ndarray] | None = None,
 ) -> gpd.GeoDataFrame:
     """Read a layer; in a partition through ``window`` (none: whole), file by file for an input
-    of many files (their features told apart by ``_src``)."""
+    of many files (their features told apart by ``_src``).
+
+    With ``near`` (a mask of the features near the parcels: :class:`_Near`), only those
+    features are kept, counted and logged (read_layer's QA rows about the others are dropped):
+    a single run and the partitions then keep the same features, whatever their windows read.
+    """
+    log = QALog() if near is not None else qa
     if scope is None and not is_many(spec):
-        return read_layer(spec, name, crs=crs, qa=qa, engine=cfg.io.engine)
-    frames = []
-    for i, fspec in enumerate(file_specs(spec)):
-        bbox = None
-        if window is not None and scope is not None:
-            bbox = transform_bbox(window, crs, layer_crs(fspec))
-        try:
-            frame = read_layer(fspec, name, crs=crs, qa=qa, engine=cfg.io.engine, bbox=bbox)
-        except InputError as err:
-            if bbox is not None and _NO_FEATURES in str(err):
-                continue  # nothing of this file in the window
-            raise
-        frame[SRC] = np.int64(i)
-        frames.append(frame)
-    if frames:
-        out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        out = read_layer(spec, name, crs=crs, qa=log, engine=cfg.io.engine)
     else:
-        out = read_layer(file_specs(spec)[0], name, crs=crs, qa=QALog(), engine=cfg.io.engine)
-        out = out.iloc[:0].copy()
-        out[SRC] = np.int64(0)
+        frames = []
+        for i, fspec in enumerate(file_specs(spec)):
+            bbox = None
+            if window is not None and scope is not None:
+                bbox = transform_bbox(window, crs, layer_crs(fspec))
+            try:
+                frame = read_layer(fspec, name, crs=crs, qa=log, engine=cfg.io.engine, bbox=bbox)
+            except InputError as err:
+                if bbox is not None and _NO_FEATURES in str(err):
+                    continue  # nothing of this file in the window
+                raise
+            frame[SRC] = np.int64(i)
+            frames.append(frame)
+        if frames:
+            out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        else:
+            first = file_specs(spec)[0]
+            out = read_layer(first, name, crs=crs, qa=QALog(), engine=cfg.io.engine)
+            out = out.iloc[:0].copy()
+            out[SRC] = np.int64(0)
+    if near is not None:
+        out = out[near(out)].reset_index(drop=True)
+        qa.extend(log.only(as_text(out["id"] if "id" in out else out[FID])))
     if scope is not None:
         scope.saw(name, out)
     return out
@@ -448,9 +489,9 @@ def load_inputs(
     parcels["XZQDM"] = _county_codes(parcels, counties, qa).to_numpy()
 
     changes = None
-    if scope is not None and cfg.inputs.changes is not None:
-        # a partition's change parcels come first: the region and soil windows reach over them
-        changes = _partition_changes(cfg, crs, counties, parcels, qa, counts, scope, progress)
+    if cfg.inputs.changes is not None:
+        # the change parcels come first: the soil and zone layers are read around them too
+        changes = _own_changes(cfg, crs, counties, parcels, qa, counts, scope, progress)
     region = None
     if cfg.inputs.region is not None:
         progress(f"reading region: {describe(cfg.inputs.region)}")
@@ -479,24 +520,35 @@ def load_inputs(
     if empty and (changes is None or len(changes) == 0):
         raise EmptyPartition(counts, qa, empty[0])
     progress(f"reading soil map: {describe(cfg.inputs.soil)}")
+    near = _Near(parcels, changes)
     xmin, ymin, xmax, ymax = extent_of(parcels, changes)
     if cfg.inputs.soil.raster_values is not None:
         soil = soil_from_raster(cfg.inputs.soil, crs, (xmin, ymin, xmax, ymax), qa)
     else:
+        window = _window(parcels, changes, margin=_SOIL_MARGIN)
         soil = _read(
-            cfg.inputs.soil, "soil", crs, cfg, qa, scope, _window(parcels, changes, margin=10.0)
+            cfg.inputs.soil, "soil", crs, cfg, qa, scope, window, lambda f: near.of(f, _SOIL_MARGIN)
         )
     counts["soil_read"] = len(soil)
     soil_ids = soil["id"].astype(str).to_numpy() if "id" in soil else _fids(soil)
     soil = _clean(soil, "soil", soil_ids, qa, scope)
     if len(soil) == 0 and scope is None and cfg.inputs.soil.raster_values is None:
-        # a partition's window may hold no soil polygon: its parcels are unmapped land, as
-        # they are in a single run; whether the layer has any usable one the merge checks
-        raise InputError(_no_soil(cfg))
+        # no soil polygon near the parcels: they are unmapped land, as in a partition whose
+        # window holds none, unless the layer has no usable polygon at all
+        _check_soil_layer(cfg)
     counts["parcels_surveyed"] = len(parcels)
     counts["soil_used"] = len(soil)
     protection = _protection_inputs(
-        cfg, crs, counties, qa, counts, progress, scope, _window(parcels, changes), changes
+        cfg,
+        crs,
+        counties,
+        qa,
+        counts,
+        progress,
+        scope,
+        _window(parcels, changes),
+        changes,
+        lambda f: near.of(f, 0.0),
     )
     return Inputs(
         crs=crs,
@@ -534,11 +586,13 @@ def _protection_inputs(
     scope: Scope | None = None,
     window: Window | None = None,
     changes: gpd.GeoDataFrame | None = None,
+    near: Callable[[gpd.GeoDataFrame], np.ndarray] | None = None,
 ) -> ProtectionInputs:
     """Read and clean the optional zone, construction and change layers.
 
-    In a partition, zone layers are read through ``window``; the construction layer is read
-    whole (its projects are numbered in source order); the change parcels come already read.
+    The zone layers keep the features ``near`` the parcels (in a partition read through
+    ``window``); the construction layer is read whole (its projects are numbered in source
+    order); the change parcels come already read.
     """
     layers: dict[str, gpd.GeoDataFrame] = {}
     for name in PROTECTION_INPUTS:
@@ -550,8 +604,10 @@ def _protection_inputs(
             layers[name] = changes
             continue
         progress(f"reading {name}: {describe(spec)}")
-        whole = name == "construction"
-        frame = _read(spec, name, crs, cfg, qa, scope, None if whole else window)
+        if name == "construction":
+            frame = _read(spec, name, crs, cfg, qa, scope)
+        else:
+            frame = _read(spec, name, crs, cfg, qa, scope, window, near)
         counts[f"{name}_read"] = len(frame)
         ids = frame["id"].astype(str).to_numpy() if "id" in frame else _fids(frame)
         frame = _clean(frame, name, ids, qa, scope)
@@ -1341,58 +1397,67 @@ def _owned(
     cfg: SurveyConfig, frame: gpd.GeoDataFrame, part: Partition, plan: tuple[Partition, ...]
 ) -> np.ndarray:
     """Which features of a window read (in the parcels' CRS) the partition owns."""
-    cx, cy = _centres(frame)
     if part.kind == "county":  # one part of a split county: its cell (the first: no geometry)
+        cx, cy = _centres(frame)
         geoms = frame.geometry.to_numpy()
         missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
         owned = in_cell(cx, cy, part.cell) & ~missing
         return owned | (missing & (part.bbox is None))
-    if part.kind == "grid":
-        x0, y0, x1, y1 = part.cell
-        size = x1 - x0
+    return _homes(cfg, frame, plan) == _index(plan, part)
+
+
+def _index(plan: tuple[Partition, ...], part: Partition) -> int:
+    return next(k for k, other in enumerate(plan) if other.name == part.name)
+
+
+def _homes(cfg: SurveyConfig, frame: gpd.GeoDataFrame, plan: tuple[Partition, ...]) -> np.ndarray:
+    """The index in ``plan`` of the grid or county-polygon partition that owns each feature (in
+    the parcels' CRS) by where it lies, -1 for none: the cell holding the centre of its box; the
+    county polygon holding that centre, else the first partition's window holding it."""
+    cx, cy = _centres(frame)
+    home = np.full(len(frame), -1)
+    if plan[0].kind == "grid":
+        size = plan[0].cell[2] - plan[0].cell[0]
         col, row = grid_cells(np.column_stack([cx, cy, cx, cy]), size)
-        return (col == round(x0 / size)) & (row == round(y0 / size))
-    # county polygons: the county holding the centre, else the first window holding it
+        cells = pd.MultiIndex.from_arrays(
+            [[round(p.cell[0] / size) for p in plan], [round(p.cell[1] / size) for p in plan]]
+        )
+        return cells.get_indexer(pd.MultiIndex.from_arrays([col, row]))
     counties = read_layer(
         cfg.inputs.counties, "counties", crs=frame.crs, qa=QALog(), engine=cfg.io.engine
     )
     codes = counties["code"].astype(str).str.strip().to_numpy()
-    points = shapely.points(cx, cy)
     tree = shapely.STRtree(counties.geometry.to_numpy())
-    pi, ci = tree.query(points, predicate="within")
+    pi, ci = tree.query(shapely.points(cx, cy), predicate="within")
     first = np.unique(pi, return_index=True)[1]
-    county = np.full(len(frame), None, dtype=object)
-    county[pi[first]] = codes[ci[first]]
-    owned = county == part.county
-    loose = pd.isna(county)
-    if loose.any():
-        home = np.full(len(frame), -1)
-        for k, other in reversed(list(enumerate(plan))):
-            if other.bbox is None:
-                continue
-            x0, y0, x1, y1 = other.bbox
-            inside = (cx >= x0) & (cx <= x1) & (cy >= y0) & (cy <= y1)
-            home[inside] = k
-        me = next(k for k, other in enumerate(plan) if other.name == part.name)
-        owned |= loose & (home == me)
-    return owned
+    located = np.zeros(len(frame), dtype=bool)
+    located[pi[first]] = True
+    home[pi[first]] = pd.Index([p.county for p in plan]).get_indexer(codes[ci[first]])
+    for k, other in reversed(list(enumerate(plan))):  # the loose ones: the first window
+        if other.bbox is None:
+            continue
+        x0, y0, x1, y1 = other.bbox
+        inside = ~located & (cx >= x0) & (cx <= x1) & (cy >= y0) & (cy <= y1)
+        home[inside] = k
+    return home
 
 
-def _partition_changes(
+def _own_changes(
     cfg: SurveyConfig,
     crs: CRS,
     counties: gpd.GeoDataFrame | None,
     parcels: gpd.GeoDataFrame,
     qa: QALog,
     counts: dict[str, int],
-    scope: Scope,
+    scope: Scope | None,
     progress: Progress,
 ) -> gpd.GeoDataFrame:
-    """The change parcels a partition owns (the layer is read whole: it is a year's increment).
+    """The change parcels a single run or a partition analyses (the layer is read whole: it is a
+    year's increment).
 
-    A change parcel belongs to the partition of its county (XZQDM), in a split county to the
-    part whose cell holds its centre; with a grid, to the cell of its centre; with many files,
-    to the files whose parcels are in its county.
+    A single run analyses them all. A change parcel belongs to the partition of its county
+    (XZQDM), in a split county to the part whose cell holds its centre; with a grid, to the cell
+    of its centre; with many files, to the files whose parcels are in its county.
     """
     spec = cfg.inputs.changes
     progress(f"reading changes: {describe(spec)}")
@@ -1404,32 +1469,43 @@ def _partition_changes(
         frame["id"] = frame[FID].astype(str)
     frame["XZQDM"] = _county_codes(frame, counties, qa, "changes").to_numpy()
     n_used = len(frame)
+    frame.attrs["counts"] = (n_read, n_used)  # the layer's, set where a single run sets them
+    if scope is None:
+        return frame
     part, plan = scope.part, scope.plan
     code = frame["XZQDM"].to_numpy(dtype=object)
     county_parts = {p.county for p in plan if p.kind in ("county", "area")}
 
-    def by_window() -> np.ndarray:  # the partition's window rule, in the parcels' CRS
-        src_crs = layer_crs(file_specs(cfg.inputs.parcels)[0]) or crs
-        local = frame.to_crs(src_crs) if not src_crs.equals(crs) else frame
-        return _owned(cfg, local, part, plan)
-
+    src_crs = layer_crs(file_specs(cfg.inputs.parcels)[0]) or crs
+    local = frame.to_crs(src_crs) if not src_crs.equals(crs) else frame  # the windows' CRS
+    loose = ~pd.Series(code).isin(county_parts).to_numpy()
+    me = _index(plan, part)
+    # what no partition's rule claims, the first partition takes: every change is analysed once
+    unclaimed = np.zeros(len(frame), dtype=bool)
     if part.kind == "county":
         own = code == part.county
         if part.cell is not None:  # a split county: its cell's share
-            own &= by_window()
+            own &= _owned(cfg, local, part, plan)
+        unclaimed = loose & all(p.kind != "other" for p in plan)
     elif part.kind == "other":
-        own = ~pd.Series(code).isin(county_parts).to_numpy()
+        own = loose
     elif part.kind == "area":
-        loose = ~pd.Series(code).isin(county_parts).to_numpy()
-        own = (code == part.county) | (loose & by_window())
+        home = _homes(cfg, local, plan)
+        own = (code == part.county) | (loose & (home == me))
+        unclaimed = loose & (home < 0)
     elif part.kind == "grid":
-        own = by_window()
+        home = _homes(cfg, local, plan)
+        own = home == me
+        unclaimed = home < 0
     elif part.kind == "file":
         own = pd.Series(code).isin(set(parcels["XZQDM"])).to_numpy()
     else:
         own = np.ones(len(frame), dtype=bool)
+    if me == 0:
+        own = own | unclaimed  # (to_numpy may give a read-only view)
+    counted = frame.attrs["counts"]
     frame = frame[own].reset_index(drop=True)
-    frame.attrs["counts"] = (n_read, n_used)  # the layer's, set where a single run sets them
+    frame.attrs["counts"] = counted
     return frame
 
 
@@ -2054,9 +2130,9 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
 
 
 def _check_soil_layer(cfg: SurveyConfig) -> None:
-    """No partition found a usable soil polygon near its parcels: the soil map must still have
-    one somewhere, as a single run, which reads it whole, requires (a soil raster without data
-    under the parcels leaves them unmapped in both)."""
+    """No usable soil polygon lies near the parcels (of a single run, or of any partition): the
+    parcels are unmapped land if the soil map has a usable polygon somewhere, and the job is
+    refused if it has none (a soil raster without data under the parcels leaves them unmapped)."""
     if cfg.inputs.soil.raster_values is not None:
         return
     for spec in file_specs(cfg.inputs.soil):

@@ -24,7 +24,7 @@ from geopandas.testing import assert_geodataframe_equal
 from pyproj import Geod
 
 import pipeline
-from conftest import CRS, Job, box, parcels_frame, soil_frame
+from conftest import CRS, X0, Y0, Job, box, parcels_frame, soil_frame
 from pipeline import archive as arc
 from pipeline.errors import InputError, Interrupted, InvariantError, UsageError
 from pipeline.partitions import (
@@ -387,16 +387,6 @@ def test_a_partition_off_the_soil_map_is_unmapped_land_as_in_a_single_run(job, s
         return
     single = survey(job, "single")
     parted = survey(job, "parted", **partition)
-    if soil == "none of them":
-        # a single run reads the whole soil map, a partition the soil around its parcels: the
-        # counts of soil polygons read differ where one lies far from every parcel
-        for layers in (single, parted):
-            meta = layers[arc.METADATA]
-            at = meta.index[meta["key"] == "counts"][0]
-            counts = json.loads(meta.loc[at, "value"])
-            assert counts["soil_used"] == (layers is single)
-            del counts["soil_read"], counts["soil_used"]
-            meta.loc[at, "value"] = json.dumps(counts)
     assert_same_archive(single, parted)
     qa = single[arc.QA_LOG]
     missed = (qa["layer"] == "soil") & qa["problem"].str.contains("does not cover the parcels")
@@ -404,6 +394,56 @@ def test_a_partition_off_the_soil_map_is_unmapped_land_as_in_a_single_run(job, s
     balance = single[arc.BALANCE]
     unmapped = balance["XZQDM"] != "220122" if soil == "one county" else slice(None)
     np.testing.assert_allclose(balance.loc[unmapped, "WDT_MJ"], balance.loc[unmapped, "MJ"])
+
+
+@pytest.mark.parametrize(
+    "partition",
+    [{"by": "county"}, {"by": "grid", "grid_size_m": 250}],
+    ids=["county", "grid"],
+)
+def test_features_far_from_every_parcel_are_left_alone_by_both_runs(job, partition):
+    """Soil polygons and zone features far from every parcel and change parcel are not read,
+    checked, logged nor counted, in a single run as in the partitions (which never see them);
+    one near a change parcel alone is. A change parcel that no partition's cell or county
+    claims is analysed by the first partition, as a single run analyses it."""
+    three_county_job(job)
+    corners = [(3000, 3000), (3100, 3100), (3100, 3000), (3000, 3100)]
+    bowtie = shapely.Polygon([(X0 + x, Y0 + y) for x, y in corners])
+    soil = soil_frame(
+        [
+            ("黑土", box(-20, -20, 460, 320)),
+            ("潮土", box(460, -20, 920, 150)),
+            ("黑钙土", box(460, 150, 920, 320)),
+            ("黑土", bowtie),  # invalid, far away
+            ("黑土", None),  # nowhere
+            ("黑土", box(1990, -10, 2110, 110)),  # under a change parcel only
+            ("黑土", box(1490, -10, 1510, 10)),  # in the window of C3's partition, near nothing
+        ]
+    )
+    job.layer("soil", soil, "TRTB")
+    farmland = frame(
+        [
+            {"YJJBNTTBBH": "J1", "geometry": box(50, 50, 650, 250)},
+            {"YJJBNTTBBH": "J2", "geometry": bowtie},
+            {"YJJBNTTBBH": "J3", "geometry": box(1400, 20, 1450, 60)},
+        ]
+    )
+    job.layer("basic_farmland", farmland, "YJJBNTTB")
+    changes = gpd.read_file(job.folder / "changes.gpkg")
+    extra = {"BSM": "C3", "BGQDLBM": "0103", "BGHDLBM": "0702", "BGMJ": 10000.0}
+    extra.update(XZQDM="220113", geometry=box(2000, 0, 2100, 100))
+    lost = dict(extra, BSM="C4", XZQDM="220199", geometry=box(2200, 0, 2300, 100))
+    changes = pd.concat([changes, frame([extra, lost])], ignore_index=True)
+    job.layer("changes", gpd.GeoDataFrame(changes, crs=CRS), "DLTBGX")
+    single = survey(job, "single")
+    meta = single[arc.METADATA].set_index("key")["value"]
+    counts = json.loads(meta["counts"])
+    assert (counts["soil_read"], counts["soil_used"]) == (4, 4)
+    assert (counts["basic_farmland_read"], counts["basic_farmland_used"]) == (1, 1)
+    qa = single[arc.QA_LOG]
+    assert not qa["feature_id"].isin(["S004", "S005", "J2"]).any()
+    assert "220199" in set(single[arc.OCCUPATION_BALANCE]["XZQDM"])  # C4, in no partition's
+    assert_same_archive(single, survey(job, "parted", config={"partition": partition}))
 
 
 @pytest.mark.parametrize("kind", ["gpkg", "gpkg-no-index", "shp"])
