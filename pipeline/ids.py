@@ -111,13 +111,17 @@ def job_renames(cfg: SurveyConfig) -> pd.DataFrame:
             )
         )
     if not frames:
-        return pd.DataFrame({FILE: [], FID: [], "id": []}).astype({FILE: "int64", FID: "int64"})
+        return _no_renames()
     every = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     ids, _ = fill_missing(every["id"], every[FID].to_numpy())
     new = later_duplicates(ids)
     rows = every.loc[new.index, [FILE, FID]].reset_index(drop=True)
     rows["id"] = new.to_numpy(dtype=object).astype(str)
     return rows
+
+
+def _no_renames() -> pd.DataFrame:
+    return pd.DataFrame({FILE: [], FID: [], "id": []}).astype({FILE: "int64", FID: "int64"})
 
 
 def write_renames(renames: pd.DataFrame, workdir: Path) -> None:
@@ -133,7 +137,7 @@ def read_renames(workdir: Path, files: Sequence[int]) -> pd.DataFrame:
     ``file`` as the position in ``files``, as a partition numbers its sources."""
     path = Path(workdir) / RENAMES_FILE
     if not path.exists():
-        return pd.DataFrame({FILE: [], FID: [], "id": []}).astype({FILE: "int64", FID: "int64"})
+        return _no_renames()
     table = pd.read_parquet(path)
     return of_files(table, files)
 

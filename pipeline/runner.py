@@ -1415,7 +1415,6 @@ def _homes(cfg: SurveyConfig, frame: gpd.GeoDataFrame, plan: tuple[Partition, ..
     the parcels' CRS) by where it lies, -1 for none: the cell holding the centre of its box; the
     county polygon holding that centre, else the first partition's window holding it."""
     cx, cy = _centres(frame)
-    home = np.full(len(frame), -1)
     if plan[0].kind == "grid":
         size = plan[0].cell[2] - plan[0].cell[0]
         col, row = grid_cells(np.column_stack([cx, cy, cx, cy]), size)
@@ -1432,6 +1431,7 @@ def _homes(cfg: SurveyConfig, frame: gpd.GeoDataFrame, plan: tuple[Partition, ..
     first = np.unique(pi, return_index=True)[1]
     located = np.zeros(len(frame), dtype=bool)
     located[pi[first]] = True
+    home = np.full(len(frame), -1)
     home[pi[first]] = pd.Index([p.county for p in plan]).get_indexer(codes[ci[first]])
     for k, other in reversed(list(enumerate(plan))):  # the loose ones: the first window
         if other.bbox is None:
@@ -1801,6 +1801,9 @@ def _run_partitioned(
     renames = job_renames(cfg)
     write_renames(renames, workdir)
     every = input_files(cfg.inputs.parcels)
+    reads = {p.name: tuple(_file_indexes(every, p)) for p in plan}
+    # a digest per set of files read (a one-file job: one), not per partition
+    digests = {f: renames_digest(of_files(renames, f)) for f in set(reads.values())}
     stamps = {
         p.name: fingerprint(
             cfg,
@@ -1808,7 +1811,7 @@ def _run_partitioned(
             {
                 **files,
                 **{str(f): layer_fingerprint(f) for f in p.files},
-                "renamed ids": renames_digest(of_files(renames, _file_indexes(every, p))),
+                "renamed ids": digests[reads[p.name]],
             },
         )
         for p in plan

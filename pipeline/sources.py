@@ -451,7 +451,11 @@ def geoparquet_crs(path: Path) -> CRS | None:
     """The CRS of a GeoParquet file's primary geometry column (OGC:CRS84 where the file names
     none, as the format says; None where it says the CRS is unknown)."""
     meta = _geo_metadata(path)
-    column = meta["columns"][meta.get("primary_column", "geometry")]
+    return _column_crs(meta["columns"][meta.get("primary_column", "geometry")])
+
+
+def _column_crs(column: dict) -> CRS | None:
+    """The CRS of a GeoParquet geometry column from its ``geo`` metadata entry."""
     crs = column.get("crs", "OGC:CRS84")
     if crs is None:
         return None
@@ -513,22 +517,21 @@ def _read_parquet(
     wkb = table.column(geom).combine_chunks()
     if isinstance(wkb.type, pa.ExtensionType):
         wkb = wkb.storage
-    crs = geoparquet_crs(path)
     geoms = shapely.from_wkb(wkb.to_numpy(zero_copy_only=False))
     frame = gpd.GeoDataFrame(
         table.select(columns).to_pandas(),
-        geometry=gpd.GeoSeries(geoms, crs=crs, name=geom),
+        geometry=gpd.GeoSeries(geoms, crs=_column_crs(column), name=geom),
     )
     frame[FID] = rows[keep].astype(np.int64)
     return frame
 
 
 def _meets(
-    xmin: np.ndarray,
-    ymin: np.ndarray,
-    xmax: np.ndarray,
-    ymax: np.ndarray,
-    bbox: tuple[float, float, float, float],
+    xmin: np.ndarray | float,
+    ymin: np.ndarray | float,
+    xmax: np.ndarray | float,
+    ymax: np.ndarray | float,
+    bbox: tuple[float, ...],
 ) -> np.ndarray:
     """Which boxes meet ``bbox`` (a missing box, NaN, meets none)."""
     with np.errstate(invalid="ignore"):
@@ -550,12 +553,7 @@ def _group_meets(file: object, group: int, cover: dict, bbox: tuple[float, ...])
         low[key], high[key] = float(stats.min), float(stats.max)
     if len(low) < 4:
         return True
-    return not (
-        low["xmin"] > bbox[2]
-        or high["xmax"] < bbox[0]
-        or low["ymin"] > bbox[3]
-        or high["ymax"] < bbox[1]
-    )
+    return bool(_meets(low["xmin"], low["ymin"], high["xmax"], high["ymax"], bbox))
 
 
 def _sql_filter(attributes: pd.DataFrame, clause: str, where: str) -> np.ndarray:
