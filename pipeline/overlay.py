@@ -121,19 +121,19 @@ def _clip(
 
     GEOS's rectangle clipping is an order of magnitude faster than a general intersection, but
     shapely takes one rectangle per call, so this loops over the (few, large) soil parts being
-    split, never over parcels. Its result is not guaranteed valid in degenerate cases: those
-    are redone with the general intersection.
+    split, never over parcels. Its result is not guaranteed valid in degenerate cases, and on
+    some slivers crossing the rectangle's edge it raises (a ring of three points): those are
+    redone with the general intersection.
     """
-    clip = shapely.clip_by_rect
     out = np.array(
-        [clip(g, a, b, c, d) for g, a, b, c, d in zip(geoms, x0, y0, x1, y1, strict=True)],
+        [_clip_one(g, a, b, c, d) for g, a, b, c, d in zip(geoms, x0, y0, x1, y1, strict=True)],
         dtype=object,
     )
     # the two halves of a polygon must add up to it; anything else is redone exactly
     half = len(geoms) // 2
     area = shapely.area(out)
     parent = shapely.area(geoms[:half])
-    bad = np.abs(area[:half] + area[half:] - parent) > 1e-9 * parent
+    bad = ~(np.abs(area[:half] + area[half:] - parent) <= 1e-9 * parent)  # NaN: a refused clip
     bad = np.concatenate([bad, bad]) | ~np.isin(
         shapely.get_type_id(out), (GeometryType.POLYGON, GeometryType.MULTIPOLYGON)
     )
@@ -141,6 +141,14 @@ def _clip(
         boxes = shapely.box(x0[bad], y0[bad], x1[bad], y1[bad])
         out[bad] = _map_chunks(safe_intersection, (geoms[bad], boxes), threads)
     return out
+
+
+def _clip_one(geom: object, x0: float, y0: float, x1: float, y1: float) -> object:
+    """``clip_by_rect``, or None where GEOS refuses the result (redone by the caller)."""
+    try:
+        return shapely.clip_by_rect(geom, x0, y0, x1, y1)
+    except shapely.errors.GEOSException:
+        return None
 
 
 def subdivide(
