@@ -83,9 +83,30 @@ def _repeated(ids: pd.Series) -> np.ndarray:
     return np.bincount(codes)[codes] > 1
 
 
-def job_renames(cfg: SurveyConfig) -> pd.DataFrame:
+def cultivated_fields(
+    cfg: SurveyConfig, semantics: Sequence[str] = ("id",)
+) -> list[pd.DataFrame | None]:
+    """Per parcels file, in the input's order: ``_fid`` and the fields of ``semantics`` the layer
+    has, of its cultivated parcels (the user's ``where`` applied), read without geometry; None
+    for a file that cannot be read (its partition fails and is named)."""
+    frames: list[pd.DataFrame | None] = []
+    wanted = tuple(dict.fromkeys([*semantics, "landuse"]))
+    for spec in file_specs(cfg.inputs.parcels):
+        try:
+            frame = read_fields(spec, "parcels", wanted, cfg.io.engine)
+        except InputError:
+            frames.append(None)
+            continue
+        landuse = frame["landuse"].astype(object).where(frame["landuse"].notna(), None)
+        frame = frame[landuse.isin(cfg.cultivated_codes).to_numpy()]
+        frames.append(frame.reset_index(drop=True))
+    return frames
+
+
+def job_renames(cfg: SurveyConfig, fields: list[pd.DataFrame | None] | None = None) -> pd.DataFrame:
     """The later duplicate ids among the job's cultivated parcels and their new ids, ranked as
-    a single run ranks them (only the id and land-use fields are read).
+    a single run ranks them (only the id and land-use fields are read, or taken from
+    ``fields``, :func:`cultivated_fields`).
 
     A file that cannot be read is left out: its partition fails and is named, and the stamps
     of the others hold the renames they were given (:func:`digest`), so that a resume after the
@@ -97,19 +118,11 @@ def job_renames(cfg: SurveyConfig) -> pd.DataFrame:
         ``file`` (index among the parcels input's files), ``_fid``, ``id`` (the new id), in
         reading order.
     """
-    frames = []
-    for k, spec in enumerate(file_specs(cfg.inputs.parcels)):
-        try:
-            frame = read_fields(spec, "parcels", ("id", "landuse"), cfg.io.engine)
-        except InputError:
-            continue
-        landuse = frame["landuse"].astype(object).where(frame["landuse"].notna(), None)
-        frame = frame[landuse.isin(cfg.cultivated_codes).to_numpy()]
-        frames.append(
-            pd.DataFrame({FILE: np.int64(k), FID: frame[FID], "id": frame["id"]}).reset_index(
-                drop=True
-            )
-        )
+    frames = [
+        pd.DataFrame({FILE: np.int64(k), FID: frame[FID], "id": frame["id"]})
+        for k, frame in enumerate(cultivated_fields(cfg) if fields is None else fields)
+        if frame is not None
+    ]
     if not frames:
         return _no_renames()
     every = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

@@ -30,6 +30,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -85,6 +86,9 @@ class Partition:
         Parcels that no read window finds (no geometry, or an empty one), read by their FIDs:
         a single run reads and rejects them (QA log), so the first partition of a grid or of
         the counties layer does.
+    changes : tuple of str
+        For a ``file`` partition: the counties whose change parcels it analyses, those of its
+        cultivated parcels that no file before it in the plan has (:func:`claim_changes`).
     """
 
     name: str
@@ -97,6 +101,7 @@ class Partition:
     size: int = 0
     extent: tuple[float, float, float, float] | None = None
     fids: tuple[int, ...] = ()
+    changes: tuple[str, ...] = ()
 
 
 def unlocated(bounds: np.ndarray) -> np.ndarray:
@@ -267,6 +272,26 @@ def plan_partitions(cfg: SurveyConfig) -> list[Partition]:
         if cfg.inputs.counties is not None:
             return _by_county_areas(cfg)
     return _by_grid(spec, cfg.partition.grid_size_m)
+
+
+def claim_changes(
+    plan: Sequence[Partition], counties: dict[Path, Iterable[str]]
+) -> tuple[Partition, ...]:
+    """The plan of a many-file job with the counties whose change parcels each ``file``
+    partition analyses: a county's changes go to the first partition (in plan order) whose file
+    has cultivated parcels of it (``counties``: each file's county codes, as the county field
+    gives them), so that each change parcel is analysed once however the counties are spread
+    over the files; the changes of a county no file claims go to the first partition. Other
+    plans come back as they are."""
+    taken: set[str] = set()
+    out = []
+    for part in plan:
+        if part.kind == "file":
+            mine = sorted({c for f in part.files for c in counties.get(f, ())} - taken)
+            taken.update(mine)
+            part = dataclasses.replace(part, changes=tuple(mine))
+        out.append(part)
+    return tuple(out)
 
 
 def _safe_name(text: str) -> str:

@@ -38,6 +38,7 @@ from .errors import InputError, Interrupted, InvariantError, OutputError, UsageE
 from .executors import release_memory, run_tasks
 from .ids import (
     FILE,
+    cultivated_fields,
     fill_missing,
     job_renames,
     later_duplicates,
@@ -49,6 +50,8 @@ from .ids import digest as renames_digest
 from .overlay import default_threads, safe_intersection
 from .partitions import (
     Partition,
+    claim_changes,
+    county_codes,
     file_specs,
     fingerprint,
     grid_cells,
@@ -1457,7 +1460,9 @@ def _own_changes(
 
     A single run analyses them all. A change parcel belongs to the partition of its county
     (XZQDM), in a split county to the part whose cell holds its centre; with a grid, to the cell
-    of its centre; with many files, to the files whose parcels are in its county.
+    of its centre; with many files, to the first file that has cultivated parcels of its county
+    (:func:`pipeline.partitions.claim_changes`). What no partition's rule claims, the first
+    partition takes.
     """
     spec = cfg.inputs.changes
     progress(f"reading changes: {describe(spec)}")
@@ -1498,7 +1503,9 @@ def _own_changes(
         own = home == me
         unclaimed = home < 0
     elif part.kind == "file":
-        own = pd.Series(code).isin(set(parcels["XZQDM"])).to_numpy()
+        own = pd.Series(code).isin(set(part.changes)).to_numpy()
+        claimed = {c for p in plan for c in p.changes}
+        unclaimed = ~pd.Series(code).isin(claimed).to_numpy()
     else:
         own = np.ones(len(frame), dtype=bool)
     if me == 0:
@@ -1797,10 +1804,17 @@ def _run_partitioned(
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     files = _input_fingerprints(cfg)
-    # duplicate parcel ids are ranked over the whole job, as a single run ranks them
-    renames = job_renames(cfg)
-    write_renames(renames, workdir)
     every = input_files(cfg.inputs.parcels)
+    many = any(p.kind == "file" for p in plan)
+    fields = cultivated_fields(cfg, ("id", "county") if many else ("id",))
+    claimed: dict[str, str] = {}
+    if many:  # each change parcel analysed once, by the file that first has its county
+        plan = claim_changes(plan, dict(zip(every, _file_counties(fields), strict=True)))
+        # the first partition takes the changes of the counties no file claims
+        claimed = {"change counties claimed": ",".join(sorted(c for p in plan for c in p.changes))}
+    # duplicate parcel ids are ranked over the whole job, as a single run ranks them
+    renames = job_renames(cfg, fields)
+    write_renames(renames, workdir)
     reads = {p.name: tuple(_file_indexes(every, p)) for p in plan}
     # a digest per set of files read (a one-file job: one), not per partition
     digests = {f: renames_digest(of_files(renames, f)) for f in set(reads.values())}
@@ -1812,6 +1826,7 @@ def _run_partitioned(
                 **files,
                 **{str(f): layer_fingerprint(f) for f in p.files},
                 "renamed ids": digests[reads[p.name]],
+                **(claimed if p == plan[0] else {}),
             },
         )
         for p in plan
@@ -1858,6 +1873,16 @@ def _run_partitioned(
         raise Interrupted(_interrupted_message(done, len(plan), workdir)) from err
     shutil.rmtree(workdir, ignore_errors=True)
     return outcome
+
+
+def _file_counties(fields: list[pd.DataFrame | None]) -> list[set[str]]:
+    """Each parcels file's county codes (its cultivated parcels' county field, six digits)."""
+    return [
+        set()
+        if frame is None or "county" not in frame
+        else set(county_codes(frame["county"]).dropna().unique().tolist())
+        for frame in fields
+    ]
 
 
 #: the least rows of the layers a second process would write for it to write them (its
