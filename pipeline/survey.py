@@ -20,7 +20,7 @@ import shapely
 from pyproj import CRS
 
 from .areas import allocate_cents, deduction_area, ellipsoidal_area
-from .overlay import group_union, overlay
+from .overlay import group_union, overlay, safe_difference, safe_intersection
 from .qa import QALog, as_text, polygonal_part
 
 logger = logging.getLogger(__name__)
@@ -221,13 +221,13 @@ def _resolve_overlaps(geoms: np.ndarray, ids: np.ndarray, layer: str, qa: QALog)
     a, b = np.unique(np.stack([a[keep], b[keep]]), axis=1)
     if len(a) == 0:
         return geoms
-    real = shapely.area(shapely.intersection(geoms[a], geoms[b])) > 0
+    real = shapely.area(safe_intersection(geoms[a], geoms[b])) > 0
     a, b = a[real], b[real]
     if len(a) == 0:
         return geoms
     losers, earlier = group_union(geoms[b], a)
     geoms = geoms.copy()
-    geoms[losers] = polygonal_part(shapely.difference(geoms[losers], earlier))
+    geoms[losers] = polygonal_part(safe_difference(geoms[losers], earlier))
     qa.add(
         layer,
         ids[losers],
