@@ -42,7 +42,7 @@ from pyproj import CRS, Transformer
 
 from .config import InputSpec, SurveyConfig
 from .errors import ConfigError, InputError
-from .sources import geoparquet_bounds, geoparquet_crs
+from .sources import geoparquet_bounds, geoparquet_crs, is_parquet
 
 #: partition name of the parcels whose county field gives no county
 OTHER = "_other"
@@ -180,7 +180,7 @@ def _field_name(spec: InputSpec, semantic: str) -> str | None:
     if name is None:
         return None
     try:
-        if spec.path.suffix.lower() in (".parquet", ".geoparquet"):
+        if is_parquet(spec.path):
             import pyarrow.parquet as pq
 
             fields = list(pq.read_schema(spec.path).names)
@@ -201,7 +201,7 @@ def _county_column(spec: InputSpec, field: str) -> pd.Series:
     """The county field of every parcel, attribute-only (no geometry is read), indexed by FID
     (by row for GeoParquet)."""
     try:
-        if spec.path.suffix.lower() in (".parquet", ".geoparquet"):
+        if is_parquet(spec.path):
             frame = pd.read_parquet(spec.path, columns=[field])
             if spec.where:
                 from .sources import _sql_filter
@@ -303,7 +303,7 @@ def _by_county_field(spec: InputSpec, field: str, max_parcels: int = 0) -> list[
     codes = county_codes(column)
     sizes = codes.value_counts()
     found = sorted(sizes.index)
-    splittable = spec.path.suffix.lower() not in (".parquet", ".geoparquet")
+    splittable = not is_parquet(spec.path)
     big = {c for c in found if max_parcels and sizes[c] > max_parcels} if splittable else set()
     if big:  # the bounding boxes of all parcels, read once, in the order of the county column
         fids, bounds = _parcel_boxes(spec)
@@ -494,7 +494,7 @@ def _by_county_areas(cfg: SurveyConfig) -> list[Partition]:
 
 def _unlocated_fids(spec: InputSpec) -> tuple[int, ...]:
     """The FIDs of the parcels (after the user's ``where``) that no read window finds."""
-    if spec.path.suffix.lower() in (".parquet", ".geoparquet"):
+    if is_parquet(spec.path):
         fids, bounds = parcel_bounds(spec)
         return tuple(fids[unlocated(bounds)].tolist())
     located, boxes = _parcel_boxes(spec)
@@ -519,7 +519,7 @@ def _layer_crs(spec: InputSpec) -> CRS | None:
     if spec.crs is not None:
         return CRS.from_user_input(spec.crs)
     try:
-        if spec.path.suffix.lower() in (".parquet", ".geoparquet"):
+        if is_parquet(spec.path):
             return geoparquet_crs(spec.path)
         crs = pyogrio.read_info(spec.path, layer=spec.layer)["crs"]
     except Exception as err:
@@ -530,7 +530,7 @@ def _layer_crs(spec: InputSpec) -> CRS | None:
 def parcel_bounds(spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
     """(FIDs, n × 4 bounding boxes) of the parcels, read without attributes (a GeoParquet
     file's FIDs are its row numbers, as :func:`pipeline.sources.read_layer` gives them)."""
-    if spec.path.suffix.lower() not in (".parquet", ".geoparquet"):
+    if not is_parquet(spec.path):
         return _read_bounds(spec)
     try:
         bounds = geoparquet_bounds(spec.path)

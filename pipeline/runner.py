@@ -692,7 +692,7 @@ def run_survey(
         inputs = load_inputs(cfg, progress)
         timings["read_check"] = time.perf_counter() - t0
         partial = _survey(cfg, inputs, progress, timings)
-        return _finish(cfg, [partial], overwrite=overwrite, progress=progress)
+        return _finish(cfg, [partial], overwrite=overwrite, progress=progress, soil_checked=True)
     with _work_lock(work_folder(cfg.output.path)):
         return _run_partitioned(
             cfg,
@@ -902,13 +902,15 @@ def _finish(
     progress: Progress,
     merge_timings: dict[str, float] | None = None,
     side: dict[str, Callable[[], Path]] | None = None,
+    soil_checked: bool = False,
 ) -> SurveyOutcome:
     """Merge the partitions' results, add the summaries and metadata, write the archive.
 
     ``side``: layers being written into a GeoPackage of their own by another process
-    (:func:`_side_writer`), copied into the archive when their turn comes."""
+    (:func:`_side_writer`), copied into the archive when their turn comes. ``soil_checked``:
+    see :func:`merge_partials`."""
     t0 = time.perf_counter()
-    merged = merge_partials(cfg, partials)
+    merged = merge_partials(cfg, partials, soil_checked=soil_checked)
     timings = {**merged.timings, **(merge_timings or {})}
     counts = {**merged.counts, "qa_rows": len(merged.qa)}
     timings["merge"] = time.perf_counter() - t0
@@ -2112,7 +2114,9 @@ def output_crs(cfg: SurveyConfig, crss: list[str]) -> CRS:
     return CRS.from_epsg(4490)
 
 
-def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
+def merge_partials(
+    cfg: SurveyConfig, partials: list[PartialResult], *, soil_checked: bool = False
+) -> Merged:
     """Merge partitions' results in a fixed order into the archive's layers.
 
     Pieces are ordered by (county, BSM, soil polygon) and numbered (DABH) per county again, the
@@ -2123,14 +2127,17 @@ def merge_partials(cfg: SurveyConfig, partials: list[PartialResult]) -> Merged:
     the archive is written, and the summaries and checks added up from each group as it goes
     by (:class:`Merged`). One partition comes out as it went in.
 
+    Where no partition used a soil polygon, the soil layer is checked for a usable one
+    (:func:`_check_soil_layer`), unless ``soil_checked`` (a single run checked it as it read).
+
     Raises
     ------
     InputError
-        No partition had anything to survey.
+        No partition had anything to survey, or the soil layer has no usable polygon.
     """
     merge = _group_merge(cfg, partials)
     full, crs, single, names = merge.partials, merge.crs, merge.single, merge.names
-    if not any(p.counts.get("soil_used", 0) for p in full):  # (a single run refused it)
+    if not soil_checked and not any(p.counts.get("soil_used", 0) for p in full):
         _check_soil_layer(cfg)
     protection: dict[str, pd.DataFrame | arc.LayerStream] = {}
     for name in _protection_layers(full):

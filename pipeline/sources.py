@@ -63,7 +63,8 @@ def describe(spec: InputSpec) -> str:
     return f"{spec.path}" + (f" (layer {spec.layer})" if spec.layer else "")
 
 
-def _is_parquet(path: Path) -> bool:
+def is_parquet(path: Path) -> bool:
+    """Whether a vector input is a GeoParquet file (by its suffix)."""
     return path.suffix.lower() in (".parquet", ".geoparquet")
 
 
@@ -105,7 +106,7 @@ def _layer_info(
     path = spec.path
     if not path.exists():
         raise InputError(f"{path}: file not found")
-    if _is_parquet(path):
+    if is_parquet(path):
         import pyarrow.parquet as pq
 
         try:
@@ -279,7 +280,7 @@ def read_fields(
     columns = list(rename)
     try:
         with gdal_messages(where):
-            if _is_parquet(spec.path):
+            if is_parquet(spec.path):
                 import pyarrow.parquet as pq
 
                 frame = pq.read_table(spec.path, columns=columns).to_pandas()
@@ -324,7 +325,7 @@ def _read(
 ) -> gpd.GeoDataFrame:
     path = spec.path
     try:
-        if _is_parquet(path):
+        if is_parquet(path):
             frame = _read_parquet(path, columns, bbox)
             if fids is not None:
                 frame = frame.iloc[np.asarray(fids, dtype=np.int64)].reset_index(drop=True)

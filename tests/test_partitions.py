@@ -368,10 +368,21 @@ def test_geoparquet_parcels_read_through_windows_as_in_a_single_run(job, partiti
 
 
 @pytest.mark.parametrize("soil", ["one county", "none of them", "unusable"])
-def test_a_partition_off_the_soil_map_is_unmapped_land_as_in_a_single_run(job, soil):
+def test_a_partition_off_the_soil_map_is_unmapped_land_as_in_a_single_run(job, soil, monkeypatch):
     """A partition whose window holds no soil polygon surveys its parcels as unmapped land, as
     a single run does; the job is refused only when the soil map has no usable polygon at all,
-    and says that it misses the parcels only when it misses all of them."""
+    and says that it misses the parcels only when it misses all of them. The whole soil layer
+    is read for that check once a run, where no soil polygon lies near any parcel."""
+    from pipeline import runner
+
+    checks = []
+    check = runner._check_soil_layer
+
+    def counted(cfg):
+        checks.append(cfg)
+        return check(cfg)
+
+    monkeypatch.setattr(runner, "_check_soil_layer", counted)
     three_county_job(job)
     polygons = {
         "one county": box(-20, -20, 290, 320),
@@ -386,7 +397,9 @@ def test_a_partition_off_the_soil_map_is_unmapped_land_as_in_a_single_run(job, s
                 survey(job, "archive", **kwargs)
         return
     single = survey(job, "single")
+    assert len(checks) == (soil == "none of them")
     parted = survey(job, "parted", **partition)
+    assert len(checks) == 2 * (soil == "none of them")
     assert_same_archive(single, parted)
     qa = single[arc.QA_LOG]
     missed = (qa["layer"] == "soil") & qa["problem"].str.contains("does not cover the parcels")
