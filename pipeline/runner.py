@@ -32,6 +32,7 @@ import shapely
 from pyproj import CRS, Transformer
 
 from . import archive as arc
+from . import crossing
 from .codes import BLACK_SOIL_GROUPS, LANDUSE_NAMES, M2_PER_HECTARE, M2_PER_MU
 from .config import PROTECTION_INPUTS, InputSpec, RasterSpec, SurveyConfig
 from .errors import InputError, Interrupted, InvariantError, OutputError, UsageError
@@ -419,15 +420,11 @@ def _log_overlapping_parcels(parcels: gpd.GeoDataFrame, qa: QALog) -> None:
         return
     a, b = np.unique(np.stack([a, b]), axis=1)
     shared = shapely.area(safe_intersection(geoms[a], geoms[b]))
-    real = shared > 0.01
+    real = shared > crossing.MIN_SHARED
     ids = parcels["id"].to_numpy()
     for i, j, area in zip(a[real], b[real], shared[real], strict=True):
         qa.add(
-            "parcels",
-            [ids[j]],
-            "overlap",
-            f"overlaps parcel {ids[i]} by {area:.2f} m²",
-            "kept; the shared area is counted in both parcels",
+            "parcels", [ids[j]], "overlap", crossing.overlap_problem(ids[i], area), crossing.ACTION
         )
 
 
@@ -756,6 +753,13 @@ class PartialResult:
         if columns is None:
             columns = [c for c in frame.columns if c != "geometry"]
         return pd.DataFrame(frame[columns])
+
+    def arrow(self, name: str, columns: list[str]) -> pa.Table:
+        """Some of a layer's columns as an Arrow table (no pandas objects made)."""
+        if name in self.sources:
+            with _reading(self.sources[name]):
+                return pq.read_table(self.sources[name], columns=columns)
+        return pa.Table.from_pandas(self.layers[name][columns], preserve_index=False)
 
     def schema(self, name: str) -> pa.Schema:
         """A layer's fields as an Arrow schema (with the geometry, if any)."""
@@ -1579,6 +1583,8 @@ def run_partition(
         else:
             timings["read_check"] = time.perf_counter() - t0
             partial = _survey(cfg, inputs, _log_progress, timings, part.name, threads)
+            if len(plan) > 1:  # for the overlaps with other partitions' parcels, at the merge
+                partial.layers[crossing.SHAPES] = _parcel_shapes(inputs.parcels, every, part)
         partial.read_keys = {k: sorted(v) for k, v in scope.read_keys.items()}
         partial.used_keys = {k: sorted(v) for k, v in scope.used_keys.items()}
         _write_partial(folder, partial, stamp)
@@ -1588,6 +1594,15 @@ def run_partition(
         "pieces": int(partial.counts.get("pieces_black", 0)),
         "seconds": time.perf_counter() - started,
     }
+
+
+def _parcel_shapes(parcels: gpd.GeoDataFrame, every: list[Path], part: Partition) -> pd.DataFrame:
+    """A partition's cultivated parcels as :func:`pipeline.crossing.parcel_shapes` keeps them."""
+    src = parcels[SRC].to_numpy() if SRC in parcels else np.zeros(len(parcels), np.int64)
+    files = np.asarray(_file_indexes(every, part), dtype=np.int64)[src]
+    return crossing.parcel_shapes(
+        parcels.geometry.to_numpy(), files, parcels[FID].to_numpy(), parcels["id"].to_numpy()
+    )
 
 
 def _file_indexes(every: list[Path], part: Partition) -> list[int]:
@@ -2155,7 +2170,7 @@ def merge_partials(
         pieces=merge.stream(arc.PIECES),
         balance=merge.stream(arc.BALANCE),
         protection=protection,
-        qa=_merge_qa(partials),
+        qa=_merge_qa(partials, _crossing_overlaps(full)),
         counts=_merge_counts(partials, single),
         timings=_merge_timings(partials),
         status=dict(full[0].status),
@@ -2649,7 +2664,7 @@ class _Geometries:
 
 def _protection_layers(partials: list[PartialResult]) -> list[str]:
     """The protection layers present, in the order a partition wrote them."""
-    skip = {arc.PIECES, arc.BALANCE, arc.QA_LOG, _PARCELS}
+    skip = {arc.PIECES, arc.BALANCE, arc.QA_LOG, _PARCELS, crossing.SHAPES}
     seen: list[str] = []
     for p in partials:
         for name in p.layer_names():
@@ -2714,11 +2729,26 @@ def _merge_balance_table(frame: pd.DataFrame, names: dict[str, str]) -> pd.DataF
     return balance_from_cents(cents, names)[list(frame.columns)]
 
 
-def _merge_qa(partials: list[PartialResult]) -> pd.DataFrame:
-    """The QA rows of all partitions, sorted, each once: a row that several partitions logged
-    (a shared soil polygon, a change parcel, a parcel read through two windows) or one stage
-    logged twice says no more than one row does."""
+def _crossing_overlaps(partials: list[PartialResult]) -> pd.DataFrame | None:
+    """QA rows of the parcels that overlap another partition's (:mod:`pipeline.crossing`)."""
+    kept = [p for p in partials if p.has(crossing.SHAPES)]
+    if len(kept) < 2:
+        return None
+    columns = [*crossing.KEYS, *crossing.BOUNDS]
+    return crossing.crossing_overlaps(
+        [p.arrow(crossing.SHAPES, columns) for p in kept],
+        [p.crs for p in kept],
+        lambda k: kept[k].arrow(crossing.SHAPES, ["wkb"]).column("wkb"),
+    )
+
+
+def _merge_qa(partials: list[PartialResult], extra: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The QA rows of all partitions (and ``extra``), sorted, each once: a row that several
+    partitions logged (a shared soil polygon, a change parcel, a parcel read through two
+    windows) or one stage logged twice says no more than one row does."""
     qa = _rows(partials, arc.QA_LOG)
+    if extra is not None and len(extra):
+        qa = pd.concat([qa, extra], ignore_index=True)
     # the soil map misses the job's parcels only where it misses every partition's
     full = [p for p in partials if p.empty is None]
     uncovered = np.logical_and.reduce([qa[k] == v for k, v in _UNCOVERED.items()])

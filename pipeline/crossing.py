@@ -1,0 +1,199 @@
+"""Parcels that overlap across partitions: found after the partitions, as a single run finds them.
+
+A single run logs every pair of overlapping cultivated parcels (QA check ``overlap``, on the later
+parcel of the pair in reading order). A partition sees only its own parcels, so each one keeps
+its parcels' keys, boxes and geometries (:func:`parcel_shapes`, a partial layer), and the merge
+pairs the parcels of different partitions (:func:`crossing_overlaps`). Only the parcels in the
+cells of a coarse grid that hold parcels of two partitions or more are compared: those along the
+partitions' edges, and wherever two partitions' parcels lie on each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import shapely
+from pyproj import CRS, Transformer
+
+from .overlay import safe_intersection
+from .qa import QA_COLUMNS
+from .sources import FID
+
+#: the partial layer of a partition's cultivated parcels: keys, boxes and geometries
+SHAPES = "_parcel_shapes"
+#: its columns besides the geometry's WKB (``wkb``)
+KEYS = ["file", FID, "id"]
+BOUNDS = ["xmin", "ymin", "xmax", "ymax"]
+#: the smallest shared area logged, m² (below it, digitising noise)
+MIN_SHARED = 0.01
+ACTION = "kept; the shared area is counted in both parcels"
+
+
+def overlap_problem(other: str, area: float) -> str:
+    """The QA problem of a parcel that overlaps an earlier one."""
+    return f"overlaps parcel {other} by {area:.2f} m²"
+
+
+def overlapping(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Which pairs of polygons share interior (one overlaps, contains or lies within the other:
+    their interiors meet), in one relate."""
+    return shapely.relate_pattern(a, b, "T********")
+
+
+def parcel_shapes(
+    geoms: np.ndarray, files: np.ndarray, fids: np.ndarray, ids: np.ndarray
+) -> pd.DataFrame:
+    """A partition's parcels for :func:`crossing_overlaps`: the index of their file among the
+    input's files, their FID and id (reading order is (file, FID)), their boxes and WKB."""
+    bounds = shapely.bounds(geoms)
+    frame = pd.DataFrame(
+        {
+            "file": np.asarray(files, dtype=np.int64),
+            FID: np.asarray(fids, dtype=np.int64),
+            "id": np.asarray(ids, dtype=object).astype(str),
+        }
+    )
+    for k, name in enumerate(BOUNDS):
+        frame[name] = bounds[:, k]
+    frame["wkb"] = shapely.to_wkb(geoms)
+    return frame
+
+
+def crossing_overlaps(
+    boxes: Sequence[pa.Table],
+    crs: Sequence[str],
+    wkb: Callable[[int], pa.ChunkedArray],
+) -> pd.DataFrame:
+    """QA rows of the pairs of parcels of different partitions that overlap, as a single run
+    writes them: on the later parcel in reading order, naming the earlier one and the shared
+    area (more than :data:`MIN_SHARED` m²).
+
+    Parameters
+    ----------
+    boxes : list of pyarrow.Table
+        Per partition: its parcels' :data:`KEYS` and :data:`BOUNDS`.
+    crs : list of str
+        Per partition: its working CRS (WKT); the boxes are compared in the first one's, the
+        two parcels of a pair in the later parcel's.
+    wkb : callable
+        The WKB of a partition's parcels (all of them, in the order of its boxes).
+    """
+    sizes = [b.num_rows for b in boxes]
+    empty = pd.DataFrame({c: pd.Series(dtype=object) for c in QA_COLUMNS})
+    if sum(1 for n in sizes if n) < 2:
+        return empty
+    part = np.repeat(np.arange(len(boxes)), sizes)
+    row = np.concatenate([np.arange(n) for n in sizes])
+    bounds = np.concatenate(
+        [_in_crs(_numbers(b, BOUNDS), crs[k], crs[0]) for k, b in enumerate(boxes)]
+    )
+    near = _shared_cells(bounds, part)
+    if len(near) == 0:
+        return empty
+    near_boxes = shapely.box(*bounds[near].T)
+    a, b = shapely.STRtree(near_boxes).query(near_boxes)  # (the boxes' envelopes meet)
+    a, b = near[a], near[b]
+    keep = part[a] < part[b]  # each pair once, of two partitions
+    a, b = a[keep], b[keep]
+    if len(a) == 0:
+        return empty
+    keys = _numbers(pa.concat_tables([t.select(["file", FID]) for t in boxes]), ["file", FID])
+    order = keys[:, 0].astype(np.int64) * (1 << 40) + keys[:, 1].astype(np.int64)
+    first = np.where(order[a] < order[b], a, b)  # the earlier parcel of each pair
+    later = np.where(order[a] < order[b], b, a)
+    geoms = _geometries(np.concatenate([first, later]), part, row, wkb)
+    g_first, g_later = geoms[: len(first)], geoms[len(first) :]
+    for k in np.unique(part[later]).tolist():  # the earlier parcel in the later one's CRS
+        at = (part[later] == k) & (part[first] != k)
+        for j in np.unique(part[first][at]).tolist():
+            sel = at & (part[first] == j)
+            g_first[sel] = _to_crs(g_first[sel], crs[j], crs[k])
+    hit = overlapping(g_first, g_later)
+    first, later, g_first, g_later = first[hit], later[hit], g_first[hit], g_later[hit]
+    shared = shapely.area(safe_intersection(g_first, g_later))
+    real = shared > MIN_SHARED
+    if not real.any():
+        return empty
+    wanted = np.unique(np.concatenate([first[real], later[real]]))
+    ids = np.empty(len(order), dtype=object)
+    ids[wanted] = pa.chunked_array([t.column("id") for t in boxes]).take(wanted).to_pylist()
+    return pd.DataFrame(
+        {
+            "layer": "parcels",
+            "feature_id": ids[later[real]].astype(str),
+            "check": "overlap",
+            "problem": [
+                overlap_problem(i, s) for i, s in zip(ids[first[real]], shared[real], strict=True)
+            ],
+            "action": ACTION,
+        },
+        columns=QA_COLUMNS,
+    )
+
+
+def _shared_cells(bounds: np.ndarray, part: np.ndarray) -> np.ndarray:
+    """The rows whose box lies in a cell of a coarse grid that boxes of two partitions or more
+    lie in (cells of four times the 90th percentile of the boxes' sides: most boxes lie in one
+    to four of them; a larger one is put in every cell it spans)."""
+    sides = np.maximum(bounds[:, 2] - bounds[:, 0], bounds[:, 3] - bounds[:, 1])
+    size = max(4.0 * float(np.percentile(sides, 90)), 1.0)
+    x0, y0 = bounds[:, 0].min(), bounds[:, 1].min()
+    i0 = np.floor((bounds[:, 0] - x0) / size).astype(np.int64)
+    i1 = np.floor((bounds[:, 2] - x0) / size).astype(np.int64)
+    j0 = np.floor((bounds[:, 1] - y0) / size).astype(np.int64)
+    j1 = np.floor((bounds[:, 3] - y0) / size).astype(np.int64)
+    nx, ny = i1 - i0 + 1, j1 - j0 + 1
+    count = nx * ny
+    rows = np.repeat(np.arange(len(bounds)), count)
+    step = np.arange(len(rows)) - np.repeat(np.cumsum(count) - count, count)
+    ci = i0[rows] + step // ny[rows]
+    cj = j0[rows] + step % ny[rows]
+    cell = ci * (int(j1.max()) + 1) + cj
+    # the cells with boxes of more than one partition
+    parts = int(part.max()) + 1
+    cells = np.unique(cell * parts + part[rows]) // parts  # sorted, once per partition in it
+    shared = np.unique(cells[1:][cells[1:] == cells[:-1]])
+    if len(shared) == 0:
+        return np.zeros(0, dtype=np.int64)
+    at = np.minimum(np.searchsorted(shared, cell), len(shared) - 1)
+    mask = np.zeros(len(bounds), dtype=bool)
+    mask[rows[shared[at] == cell]] = True
+    return np.flatnonzero(mask)
+
+
+def _numbers(table: pa.Table, columns: list[str]) -> np.ndarray:
+    """Numeric columns of an Arrow table as one n × k array (float64)."""
+    return np.column_stack([table.column(c).to_numpy().astype(np.float64) for c in columns])
+
+
+def _geometries(
+    index: np.ndarray, part: np.ndarray, row: np.ndarray, wkb: Callable[[int], pa.ChunkedArray]
+) -> np.ndarray:
+    """The geometries of the rows ``index`` (of all partitions' boxes, one after another)."""
+    out = np.empty(len(index), dtype=object)
+    for k in np.unique(part[index]).tolist():
+        at = part[index] == k
+        blobs = wkb(k).take(row[index[at]]).to_numpy(zero_copy_only=False)
+        out[at] = shapely.from_wkb(blobs)
+    return out
+
+
+def _in_crs(bounds: np.ndarray, src: str, dst: str) -> np.ndarray:
+    """Boxes in another CRS: the boxes of their corners, 1 m wider (a box stays a box's cover)."""
+    if src == dst or CRS.from_wkt(src).equals(CRS.from_wkt(dst)):
+        return bounds
+    t = Transformer.from_crs(CRS.from_wkt(src), CRS.from_wkt(dst), always_xy=True)
+    xs = np.stack([bounds[:, 0], bounds[:, 2], bounds[:, 0], bounds[:, 2]], axis=1)
+    ys = np.stack([bounds[:, 1], bounds[:, 1], bounds[:, 3], bounds[:, 3]], axis=1)
+    tx, ty = t.transform(xs, ys)
+    return np.stack([tx.min(1) - 1, ty.min(1) - 1, tx.max(1) + 1, ty.max(1) + 1], axis=1)
+
+
+def _to_crs(geoms: np.ndarray, src: str, dst: str) -> np.ndarray:
+    if src == dst or CRS.from_wkt(src).equals(CRS.from_wkt(dst)):
+        return geoms
+    t = Transformer.from_crs(CRS.from_wkt(src), CRS.from_wkt(dst), always_xy=True)
+    return shapely.transform(geoms, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
