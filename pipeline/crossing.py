@@ -100,8 +100,11 @@ def crossing_overlaps(
     a, b = a[keep], b[keep]
     if len(a) == 0:
         return empty
-    keys = _numbers(pa.concat_tables([t.select(["file", FID]) for t in boxes]), ["file", FID])
-    order = keys[:, 0].astype(np.int64) * (1 << 40) + keys[:, 1].astype(np.int64)
+    file, fid = (
+        np.concatenate([t.column(c).to_numpy().astype(np.int64) for t in boxes])
+        for c in ("file", FID)
+    )
+    order = file * (1 << 40) + fid  # reading order: file by file, FID by FID
     first = np.where(order[a] < order[b], a, b)  # the earlier parcel of each pair
     later = np.where(order[a] < order[b], b, a)
     geoms = _geometries(np.concatenate([first, later]), part, row, wkb)
@@ -165,7 +168,7 @@ def _shared_cells(bounds: np.ndarray, part: np.ndarray) -> np.ndarray:
 
 
 def _numbers(table: pa.Table, columns: list[str]) -> np.ndarray:
-    """Numeric columns of an Arrow table as one n × k array (float64)."""
+    """Columns of floats of an Arrow table as one n × k array."""
     return np.column_stack([table.column(c).to_numpy().astype(np.float64) for c in columns])
 
 
