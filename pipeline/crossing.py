@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -184,9 +185,13 @@ def _geometries(
     return out
 
 
+def _same(src: str, dst: str) -> bool:
+    return src == dst or CRS.from_wkt(src).equals(CRS.from_wkt(dst))
+
+
 def _in_crs(bounds: np.ndarray, src: str, dst: str) -> np.ndarray:
     """Boxes in another CRS: the boxes of their corners, 1 m wider (a box stays a box's cover)."""
-    if src == dst or CRS.from_wkt(src).equals(CRS.from_wkt(dst)):
+    if _same(src, dst):
         return bounds
     t = Transformer.from_crs(CRS.from_wkt(src), CRS.from_wkt(dst), always_xy=True)
     xs = np.stack([bounds[:, 0], bounds[:, 2], bounds[:, 0], bounds[:, 2]], axis=1)
@@ -196,7 +201,7 @@ def _in_crs(bounds: np.ndarray, src: str, dst: str) -> np.ndarray:
 
 
 def _to_crs(geoms: np.ndarray, src: str, dst: str) -> np.ndarray:
-    if src == dst or CRS.from_wkt(src).equals(CRS.from_wkt(dst)):
+    """Geometries reprojected as the partitions reproject their layers (GeoSeries.to_crs)."""
+    if _same(src, dst):
         return geoms
-    t = Transformer.from_crs(CRS.from_wkt(src), CRS.from_wkt(dst), always_xy=True)
-    return shapely.transform(geoms, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+    return gpd.GeoSeries(geoms, crs=CRS.from_wkt(src)).to_crs(CRS.from_wkt(dst)).to_numpy()

@@ -194,8 +194,14 @@ class EmptyPartition(Exception):
         self.qa = qa
 
 
+def _sources(frame: pd.DataFrame) -> np.ndarray:
+    """Each feature's file among the input's files as its reader numbered them (``_src``; 0 for
+    a one-file input)."""
+    return frame[SRC].to_numpy() if SRC in frame else np.zeros(len(frame), dtype=np.int64)
+
+
 def _feature_keys(frame: gpd.GeoDataFrame) -> np.ndarray:
-    src = frame[SRC].to_numpy() if SRC in frame else np.zeros(len(frame), dtype=np.int64)
+    src = _sources(frame)
     return np.char.add(np.char.add(src.astype(str), ":"), frame[FID].to_numpy().astype(str))
 
 
@@ -337,8 +343,9 @@ def _parcel_ids(
     if renames is None:
         new = later_duplicates(ids)
     else:
-        src = parcels[SRC].to_numpy() if SRC in parcels else np.zeros(len(parcels), np.int64)
-        rows = pd.DataFrame({FILE: src, FID: parcels[FID].to_numpy(), "row": np.arange(len(ids))})
+        rows = pd.DataFrame(
+            {FILE: _sources(parcels), FID: parcels[FID].to_numpy(), "row": np.arange(len(ids))}
+        )
         hit = rows.merge(renames, on=[FILE, FID]).sort_values("row")
         new = pd.Series(hit["id"].to_numpy(dtype=object), index=hit["row"].to_numpy())
     if len(new):
@@ -1598,8 +1605,7 @@ def run_partition(
 
 def _parcel_shapes(parcels: gpd.GeoDataFrame, every: list[Path], part: Partition) -> pd.DataFrame:
     """A partition's cultivated parcels as :func:`pipeline.crossing.parcel_shapes` keeps them."""
-    src = parcels[SRC].to_numpy() if SRC in parcels else np.zeros(len(parcels), np.int64)
-    files = np.asarray(_file_indexes(every, part), dtype=np.int64)[src]
+    files = np.asarray(_file_indexes(every, part), dtype=np.int64)[_sources(parcels)]
     return crossing.parcel_shapes(
         parcels.geometry.to_numpy(), files, parcels[FID].to_numpy(), parcels["id"].to_numpy()
     )
