@@ -486,10 +486,31 @@ class Written:
         self.columns, self.path = columns, path
 
 
+class Stacked:
+    """A layer written in parts into GeoPackages of their own (by several processes, each a
+    part), stacked into the archive in order when its turn comes (:func:`stack_layer`).
+
+    Parameters
+    ----------
+    columns : pandas.Index
+        Its fields (and ``geometry`` for a spatial layer), for the field titles and dictionary.
+    parts : callable
+        ``parts()`` → the parts in the layer's order, each (GeoPackage, layer name there, first
+        row, end row) as :func:`stack_layer` takes them.
+    """
+
+    def __init__(self, columns: pd.Index, parts: Callable[[], list[StackPart]]) -> None:
+        self.columns, self.parts = columns, parts
+
+
+#: a part of a stacked layer: (GeoPackage, layer, first fid, fid past the last), the fids
+#: None for all the layer's rows
+StackPart = tuple[Path, str, int | None, int | None]
+
 #: a layer to write: a GeoDataFrame (spatial) or DataFrame (table), a :class:`LayerStream`, a
-#: layer written elsewhere (:class:`Written`), or a callable giving a frame or stream when its
-#: turn comes (made from what was written before it)
-Layer = pd.DataFrame | LayerStream | Written | Callable[[], pd.DataFrame | LayerStream]
+#: layer written elsewhere (:class:`Written`, :class:`Stacked`), or a callable giving a frame or
+#: stream when its turn comes (made from what was written before it)
+Layer = pd.DataFrame | LayerStream | Written | Stacked | Callable[[], pd.DataFrame | LayerStream]
 
 
 def write_archive(
@@ -561,7 +582,7 @@ def write_archive(
     return path
 
 
-def made(layers: dict[str, Layer], name: str) -> pd.DataFrame | LayerStream | Written:
+def made(layers: dict[str, Layer], name: str) -> pd.DataFrame | LayerStream | Written | Stacked:
     """Layer ``name`` of ``layers``, made now if it is a callable (and put in its place)."""
     frame = layers[name]
     if callable(frame):
@@ -675,23 +696,282 @@ def _copy_srs(con: sqlite3.Connection, srs_id: int, target: str | Path, name: st
         )
 
 
-def _columns(con: sqlite3.Connection, schema: str, table: str) -> str:
-    return ", ".join(f'"{r[1]}"' for r in con.execute(f'PRAGMA {schema}.table_info("{table}")'))
+def _columns(con: sqlite3.Connection, schema: str, table: str, leave_out: str = "") -> str:
+    info = con.execute(f'PRAGMA {schema}.table_info("{table}")')
+    return ", ".join(f'"{r[1]}"' for r in info if r[1] != leave_out)
 
 
-def _copy_rows(con: sqlite3.Connection, table: str, key: str, value: object) -> None:
+def _copy_rows(
+    con: sqlite3.Connection, table: str, key: str, value: object, as_name: object = None
+) -> None:
     """The rows of a GeoPackage table whose ``key`` is ``value``, from ``side`` into ``main``
-    (the table made in ``main`` first where only ``side`` has it; nothing where neither)."""
+    (the table made in ``main`` first where only ``side`` has it; nothing where neither), with
+    ``key`` made ``as_name`` where given (and the names GDAL derives from it, as
+    :func:`_renamed`)."""
     create = _table_sql(con, "side", table)
     if create is None:
         return
     if _table_sql(con, "main", table) is None:
         con.execute(create)
     columns = _columns(con, "side", table)
-    con.execute(
-        f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM side.{table} WHERE {key} = ?",
-        (value,),
+    rows = con.execute(f"SELECT {columns} FROM side.{table} WHERE {key} = ?", (value,)).fetchall()
+    if as_name is not None and as_name != value:
+        rows = [
+            tuple(_renamed(v, str(value), str(as_name)) if isinstance(v, str) else v for v in r)
+            for r in rows
+        ]
+    marks = ", ".join("?" * len(columns.split(", ")))
+    con.executemany(f"INSERT INTO main.{table} ({columns}) VALUES ({marks})", rows)
+
+
+def stack_layer(parts: list[StackPart], target: str | Path, name: str) -> None:
+    """Write layer ``name`` of GeoPackage ``target`` from ``parts``: layers of other GeoPackages
+    (written by GDAL with the same fields and CRS), or runs of their rows by fid, one after
+    another. The rows are copied as they are (their geometries' GeoPackage blobs too) and
+    numbered on; the spatial index is packed once from the parts' own (:func:`_pack_rtree`)
+    instead of being built again row by row. The table, its indexes, triggers and rows in the
+    GeoPackage's own tables are the first part's, its extent the union of the parts' layers'
+    (which the parts of one layer together hold all of).
+
+    Raises
+    ------
+    OutputError
+        ``target`` holds a layer of that name, or another CRS under the layer's CRS number.
+    ValueError
+        A part's rows are not numbered one after another.
+    """
+    con = sqlite3.connect(target, isolation_level=None)
+    try:
+        if con.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone():
+            raise OutputError(f"{target}: cannot stack layer {name}: it is there already")
+        with _attached(con, parts[0][0]):
+            first = parts[0][1]
+            schema = con.execute(
+                "SELECT type, sql FROM side.sqlite_master WHERE tbl_name = ? AND sql NOT NULL",
+                (first,),
+            ).fetchall()
+            fid = next(r[1] for r in con.execute(f'PRAGMA side.table_info("{first}")') if r[5])
+            geometry = con.execute(
+                "SELECT column_name FROM side.gpkg_geometry_columns WHERE table_name = ?",
+                (first,),
+            ).fetchone()
+        table = _renamed(next(sql for kind, sql in schema if kind == "table"), first, name)
+        con.execute(table)
+        rtree = None if geometry is None else f"rtree_{first}_{geometry[0]}"
+        ids, boxes, extents, rows = [], [], [], 0
+        for path, layer, lo, hi in parts:
+            with _attached(con, path):
+                where = "" if lo is None else f" WHERE {fid} >= {int(lo)} AND {fid} < {int(hi)}"
+                count, low, high = con.execute(
+                    f'SELECT count(*), min({fid}), max({fid}) FROM side."{layer}"{where}'
+                ).fetchone()
+                if count and high - low + 1 != count:
+                    raise ValueError(f"{path} layer {layer}: rows not numbered one after another")
+                shift = rows - (low or 0) + 1
+                others = _columns(con, "side", layer, leave_out=fid)
+                con.execute("BEGIN")
+                con.execute(
+                    f'INSERT INTO main."{name}" SELECT {fid} + {shift}, {others} '
+                    f'FROM side."{layer}"{where} ORDER BY {fid}'
+                )
+                con.execute("COMMIT")
+                if rtree is not None and count:
+                    found, box = _rtree_leaves(con, f"rtree_{layer}_{geometry[0]}")
+                    keep = (found >= low) & (found <= high)
+                    ids.append(found[keep] + shift)
+                    boxes.append(box[keep])
+                extents.append(
+                    con.execute(
+                        "SELECT min_x, min_y, max_x, max_y FROM side.gpkg_contents "
+                        "WHERE table_name = ?",
+                        (layer,),
+                    ).fetchone()
+                )
+                rows += count
+        with _attached(con, parts[0][0]):
+            con.execute("BEGIN")
+            for kind, sql in schema:
+                if kind == "index":
+                    con.execute(_renamed(sql, first, name))
+            if rtree is not None:
+                con.execute(_renamed(_table_sql(con, "side", rtree), first, name))
+                if rows:
+                    _pack_rtree(
+                        con,
+                        f"rtree_{name}_{geometry[0]}",
+                        np.concatenate(ids),
+                        np.concatenate(boxes),
+                    )
+                srs = con.execute(
+                    "SELECT srs_id FROM side.gpkg_contents WHERE table_name = ?", (first,)
+                ).fetchone()
+                if srs is not None and srs[0] is not None:
+                    _copy_srs(con, srs[0], target, name)
+            for meta in ("gpkg_contents", "gpkg_geometry_columns", "gpkg_extensions"):
+                _copy_rows(con, meta, "table_name", first, as_name=name)
+            _copy_rows(con, "gpkg_ogr_contents", "table_name", first, as_name=name)
+            con.execute(
+                "UPDATE gpkg_ogr_contents SET feature_count = ? WHERE table_name = ?", (rows, name)
+            )
+            known = [e for e in extents if e is not None and e[0] is not None]
+            if known:
+                box = np.asarray(known, dtype=float)
+                con.execute(
+                    "UPDATE gpkg_contents SET min_x = ?, min_y = ?, max_x = ?, max_y = ? "
+                    "WHERE table_name = ?",
+                    (*box[:, :2].min(axis=0).tolist(), *box[:, 2:].max(axis=0).tolist(), name),
+                )
+            for kind, sql in schema:
+                if kind == "trigger":
+                    con.execute(_renamed(sql, first, name))
+            con.execute("COMMIT")
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+    finally:
+        con.close()
+
+
+@contextlib.contextmanager
+def _attached(con: sqlite3.Connection, path: Path) -> Iterator[None]:
+    """GeoPackage ``path`` attached to ``con`` as ``side`` (outside a transaction)."""
+    con.execute("ATTACH DATABASE ? AS side", (str(path),))
+    try:
+        yield
+    finally:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        con.execute("DETACH DATABASE side")
+
+
+def _renamed(sql: str, old: str, new: str) -> str:
+    """A table's, index's or trigger's SQL with the layer's name ``old`` (quoted, or in the
+    names GDAL derives from it: ``rtree_<layer>_<geometry>``, ``trigger_..._<layer>_...``)
+    as ``new``."""
+    if old == new:
+        return sql
+    return re.sub(rf"(?<![A-Za-z0-9]){re.escape(old)}(?![A-Za-z0-9])", new, sql)
+
+
+#: SQLite's R*Tree of two dimensions: a node of 1,228 bytes (a new tree's size on 4 KiB pages),
+#: 4 bytes of header (the tree's depth in the root, the cell count) and up to 51 cells of a
+#: 64-bit id and four 32-bit coordinates (min x, max x, min y, max y), all big-endian
+_RTREE_NODE = 1228
+_RTREE_FANOUT = 51
+_RTREE_CELL = np.dtype([("id", ">i8"), ("box", ">f4", (4,))])
+
+
+def _rtree_leaves(con: sqlite3.Connection, rtree: str) -> tuple[np.ndarray, np.ndarray]:
+    """The ids and boxes (float32 as stored: min x, max x, min y, max y) in the leaves of
+    R-tree ``rtree`` of the attached database ``side``, read from its nodes' blobs."""
+    blobs = con.execute(
+        f'SELECT data FROM side."{rtree}_node" WHERE nodeno IN '
+        f'(SELECT DISTINCT nodeno FROM side."{rtree}_rowid")'
+    ).fetchall()
+    if not blobs:
+        return np.zeros(0, np.int64), np.zeros((0, 4), np.float32)
+    size = len(blobs[0][0])
+    nodes = np.frombuffer(b"".join(b for (b,) in blobs), np.uint8).reshape(len(blobs), size)
+    counts = nodes[:, 2].astype(np.int64) * 256 + nodes[:, 3]
+    fanout = (size - 4) // _RTREE_CELL.itemsize
+    cells = (
+        np.ascontiguousarray(nodes[:, 4 : 4 + fanout * _RTREE_CELL.itemsize])
+        .view(_RTREE_CELL)
+        .reshape(len(blobs), fanout)
     )
+    used = np.arange(fanout)[None, :] < counts[:, None]
+    return cells["id"][used].astype(np.int64), cells["box"][used].astype(np.float32)
+
+
+def _rtree_floats(boxes: np.ndarray) -> np.ndarray:
+    """Boxes (min x, max x, min y, max y) as SQLite's R-tree stores them: 32-bit floats, the
+    minimums rounded down and the maximums up as SQLite rounds them (``rtreeValueDown/Up``)."""
+    d = np.asarray(boxes, dtype=np.float64)
+    f = d.astype(np.float32)
+    low = np.zeros(d.shape, bool)
+    low[:, [0, 2]] = True
+    wrong = np.where(low, f > d, f < d)  # rounded to the nearest, past the box's edge
+    # SQLite: a minimum times (1 - 2^-23), or (1 + 2^-23) below zero; a maximum the other way
+    scale = np.where(low == (d < 0), 1.0 + 2.0**-23, 1.0 - 2.0**-23)
+    f[wrong] = (d[wrong] * scale[wrong]).astype(np.float32)
+    return f
+
+
+def _pack_rtree(con: sqlite3.Connection, rtree: str, ids: np.ndarray, boxes: np.ndarray) -> None:
+    """Fill the new, empty R-tree ``rtree`` (in ``main``) with ``ids`` and their ``boxes`` by
+    packing it bottom up (sort-tile-recursive: each level's boxes in vertical slices by x, each
+    slice by y, 51 to a node), writing its node, rowid and parent tables as SQLite would, the
+    way GDAL builds a GeoPackage's index in bulk. Inserting the rows one at a time takes ten
+    times as long. The packing depends only on the boxes and ids (the same index every run)."""
+    boxes = _rtree_floats(boxes)
+    ids = np.asarray(ids, dtype=np.int64)
+    rowids, parents, nodes = [], [], []
+    depth, next_node = 0, 2
+    while len(ids) > _RTREE_FANOUT:
+        order = _str_order(boxes)
+        ids, boxes = ids[order], boxes[order]
+        count = -(-len(ids) // _RTREE_FANOUT)
+        numbers = np.arange(next_node, next_node + count, dtype=np.int64)
+        next_node += count
+        node_of = np.repeat(numbers, _RTREE_FANOUT)[: len(ids)]
+        (rowids if depth == 0 else parents).append(np.column_stack([ids, node_of]))
+        nodes.append((numbers, _node_blobs(ids, boxes, 0)))
+        starts = np.arange(0, len(ids), _RTREE_FANOUT)
+        boxes = np.column_stack(
+            [
+                np.minimum.reduceat(boxes[:, 0], starts),
+                np.maximum.reduceat(boxes[:, 1], starts),
+                np.minimum.reduceat(boxes[:, 2], starts),
+                np.maximum.reduceat(boxes[:, 3], starts),
+            ]
+        )
+        ids, depth = numbers, depth + 1
+    (rowids if depth == 0 else parents).append(np.column_stack([ids, np.ones(len(ids), np.int64)]))
+    nodes.append((np.array([1], np.int64), _node_blobs(ids, boxes, depth)))
+    con.execute(f'DELETE FROM main."{rtree}_node"')
+    for numbers, blobs in nodes:
+        con.executemany(
+            f'INSERT INTO main."{rtree}_node" VALUES (?, ?)',
+            zip(numbers.tolist(), blobs, strict=True),
+        )
+    for table, pairs in (("rowid", rowids), ("parent", parents)):
+        if pairs:
+            pair = np.concatenate(pairs)
+            pair = pair[np.argsort(pair[:, 0], kind="stable")]  # by key: appends to the b-tree
+            rows = zip(pair[:, 0].tolist(), pair[:, 1].tolist(), strict=True)
+            con.executemany(f'INSERT INTO main."{rtree}_{table}" VALUES (?, ?)', rows)
+
+
+def _str_order(boxes: np.ndarray) -> np.ndarray:
+    """Sort-tile-recursive order of boxes: slices of whole nodes by the centres' x, each slice
+    by y (stable, so equal centres keep their order)."""
+    n = len(boxes)
+    nodes = -(-n // _RTREE_FANOUT)
+    per_slice = int(np.ceil(np.sqrt(nodes))) * _RTREE_FANOUT
+    cx = boxes[:, 0].astype(np.float64) + boxes[:, 1]
+    cy = boxes[:, 2].astype(np.float64) + boxes[:, 3]
+    by_x = np.argsort(cx, kind="stable")
+    slice_of = np.empty(n, np.int64)
+    slice_of[by_x] = np.arange(n) // per_slice
+    return np.lexsort((cy, slice_of))
+
+
+def _node_blobs(ids: np.ndarray, boxes: np.ndarray, depth: int) -> list[bytes]:
+    """Nodes of up to 51 consecutive cells, as SQLite's R-tree stores them (the depth only in
+    the root, which is the only node given one)."""
+    count = -(-len(ids) // _RTREE_FANOUT)
+    cells = np.zeros(count * _RTREE_FANOUT, _RTREE_CELL)
+    cells["id"][: len(ids)] = ids
+    cells["box"][: len(ids)] = boxes
+    used = np.full(count, _RTREE_FANOUT, np.int64)
+    used[-1] = len(ids) - _RTREE_FANOUT * (count - 1)
+    header = np.zeros((count, 4), np.uint8)
+    header[:, 0], header[:, 1] = depth >> 8, depth & 0xFF
+    header[:, 2], header[:, 3] = used >> 8, used & 0xFF
+    body = cells.view(np.uint8).reshape(count, _RTREE_FANOUT * _RTREE_CELL.itemsize)
+    pad = np.zeros((count, _RTREE_NODE - 4 - body.shape[1]), np.uint8)
+    return [row.tobytes() for row in np.hstack([header, body, pad])]
 
 
 @contextlib.contextmanager
@@ -775,13 +1055,21 @@ def _alive(pid: int) -> bool:
 def _write_layer(
     path: Path,
     name: str,
-    frame: pd.DataFrame | LayerStream | Written,
+    frame: pd.DataFrame | LayerStream | Written | Stacked,
     *,
     append: bool,
     shown: Path | None = None,
 ) -> None:
     """One layer into ``path``; errors name ``shown`` (the archive a temporary file becomes)."""
     shown = shown or path
+    if isinstance(frame, Stacked):
+        if not append:
+            raise ValueError(f"layer {name}: a stacked layer cannot come first")
+        try:
+            stack_layer(frame.parts(), path, name)
+        except sqlite3.Error as err:
+            raise OutputError(f"{shown}: cannot write layer {name} ({err})") from err
+        return
     if isinstance(frame, Written):
         if not append:  # copy_layer copies into a GeoPackage
             raise ValueError(f"layer {name}: a layer written elsewhere cannot come first")
