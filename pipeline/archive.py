@@ -469,23 +469,6 @@ def check_output(path: Path, overwrite: bool) -> None:
         raise OutputError(f"{path.parent}: the output folder is not writable")
 
 
-class Written:
-    """A layer written into a GeoPackage of its own (by another process, while this one writes
-    the others), copied into the archive as it is when its turn comes (:func:`copy_layer`).
-
-    Parameters
-    ----------
-    columns : pandas.Index
-        Its fields (and ``geometry`` for a spatial layer), for the field titles and dictionary.
-    path : callable
-        ``path()`` → the GeoPackage holding it, once written (waits for it; raises what the
-        writing raised).
-    """
-
-    def __init__(self, columns: pd.Index, path: Callable[[], Path]) -> None:
-        self.columns, self.path = columns, path
-
-
 class Stacked:
     """A layer written in parts into GeoPackages of their own (by several processes, each a
     part), stacked into the archive in order when its turn comes (:func:`stack_layer`).
@@ -508,9 +491,9 @@ class Stacked:
 StackPart = tuple[Path, str, int | None, int | None]
 
 #: a layer to write: a GeoDataFrame (spatial) or DataFrame (table), a :class:`LayerStream`, a
-#: layer written elsewhere (:class:`Written`, :class:`Stacked`), or a callable giving a frame or
+#: layer written in parts elsewhere (:class:`Stacked`), or a callable giving a frame or
 #: stream when its turn comes (made from what was written before it)
-Layer = pd.DataFrame | LayerStream | Written | Stacked | Callable[[], pd.DataFrame | LayerStream]
+Layer = pd.DataFrame | LayerStream | Stacked | Callable[[], pd.DataFrame | LayerStream]
 
 
 def write_archive(
@@ -531,7 +514,7 @@ def write_archive(
         (either, written a chunk at a time), written in this order; or a callable giving one
         of those, called when its turn comes and replaced by what it gives in ``layers``, so
         that a later one sees it (the field dictionary of the layers written); or a
-        :class:`Written` layer, copied in from the GeoPackage it was written to (not first).
+        :class:`Stacked` layer, stacked from the GeoPackages its parts were written to.
     overwrite : bool
         Replace an existing archive.
     fields : dict
@@ -582,7 +565,7 @@ def write_archive(
     return path
 
 
-def made(layers: dict[str, Layer], name: str) -> pd.DataFrame | LayerStream | Written | Stacked:
+def made(layers: dict[str, Layer], name: str) -> pd.DataFrame | LayerStream | Stacked:
     """Layer ``name`` of ``layers``, made now if it is a callable (and put in its place)."""
     frame = layers[name]
     if callable(frame):
@@ -592,7 +575,8 @@ def made(layers: dict[str, Layer], name: str) -> pd.DataFrame | LayerStream | Wr
 
 def write_layers(path: str | Path, layers: dict[str, pd.DataFrame | LayerStream]) -> Path:
     """Write layers into a new GeoPackage as they are, one after another: a scratch file, for
-    :class:`Written` layers (not atomic, no field titles; :func:`write_archive` for those)."""
+    the parts of :class:`Stacked` layers (not atomic, no field titles; :func:`write_archive`
+    for those)."""
     path = Path(path)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
@@ -600,64 +584,6 @@ def write_layers(path: str | Path, layers: dict[str, pd.DataFrame | LayerStream]
         for i, (name, frame) in enumerate(layers.items()):
             _write_layer(path, name, frame, append=bool(i))
     return path
-
-
-def copy_layer(source: str | Path, target: str | Path, name: str) -> None:
-    """Copy layer ``name`` of GeoPackage ``source`` into GeoPackage ``target``, as it is.
-
-    Its table, indexes and triggers, its rows in the GeoPackage's own tables (contents,
-    geometry columns, extensions, feature count) and its spatial index: the R-tree's own
-    tables are copied, not built again, so a copy takes a fraction of the time writing took.
-    In one SQLite transaction. The layer's CRS must be in ``target`` under the same number, or
-    not at all (then it is copied too); both files written by GDAL with the same CRS agree.
-
-    Raises
-    ------
-    OutputError
-        ``target`` holds a layer of that name, or another CRS under the layer's CRS number.
-    """
-    con = sqlite3.connect(target, isolation_level=None)
-    try:
-        con.execute("ATTACH DATABASE ? AS side", (str(source),))
-        con.execute("BEGIN")
-        if con.execute("SELECT 1 FROM main.sqlite_master WHERE name = ?", (name,)).fetchone():
-            raise OutputError(f"{target}: cannot copy layer {name}: it is there already")
-        schema = con.execute(
-            "SELECT type, name, sql FROM side.sqlite_master WHERE tbl_name = ? AND sql NOT NULL",
-            (name,),
-        ).fetchall()
-        by_kind = {kind: [sql for t, _, sql in schema if t == kind] for kind in ("table", "index")}
-        con.execute(by_kind["table"][0])
-        con.execute(f'INSERT INTO main."{name}" SELECT * FROM side."{name}"')
-        for sql in by_kind["index"]:
-            con.execute(sql)
-        geometry = con.execute(
-            "SELECT column_name, srs_id FROM side.gpkg_geometry_columns WHERE table_name = ?",
-            (name,),
-        ).fetchone()
-        if geometry is not None:
-            _copy_rtree(con, f"rtree_{name}_{geometry[0]}")
-        srs = con.execute(
-            "SELECT srs_id FROM side.gpkg_contents WHERE table_name = ?", (name,)
-        ).fetchone()
-        if srs is not None and srs[0] is not None:
-            _copy_srs(con, srs[0], target, name)
-        for table in (
-            "gpkg_contents",
-            "gpkg_geometry_columns",
-            "gpkg_extensions",
-            "gpkg_ogr_contents",
-        ):
-            _copy_rows(con, table, "table_name", name)
-        for _, _, sql in [row for row in schema if row[0] == "trigger"]:
-            con.execute(sql)
-        con.execute("COMMIT")
-    except BaseException:
-        if con.in_transaction:
-            con.execute("ROLLBACK")
-        raise
-    finally:
-        con.close()
 
 
 def _table_sql(con: sqlite3.Connection, schema: str, table: str) -> str | None:
@@ -668,19 +594,7 @@ def _table_sql(con: sqlite3.Connection, schema: str, table: str) -> str | None:
     return None if found is None else found[0]
 
 
-def _copy_rtree(con: sqlite3.Connection, rtree: str) -> None:
-    """An R-tree virtual table, made again in ``main`` and its node, row and parent tables
-    filled from ``side`` (the tree as it was built, not inserted again row by row)."""
-    create = _table_sql(con, "side", rtree)
-    if create is None:
-        return
-    con.execute(create)
-    for part in ("node", "rowid", "parent"):
-        con.execute(f'DELETE FROM main."{rtree}_{part}"')
-        con.execute(f'INSERT INTO main."{rtree}_{part}" SELECT * FROM side."{rtree}_{part}"')
-
-
-def _copy_srs(con: sqlite3.Connection, srs_id: int, target: str | Path, name: str) -> None:
+def _add_srs(con: sqlite3.Connection, srs_id: int, target: str | Path, name: str) -> None:
     columns = _columns(con, "side", "gpkg_spatial_ref_sys")
     theirs = con.execute(
         f"SELECT {columns} FROM side.gpkg_spatial_ref_sys WHERE srs_id = ?", (srs_id,)
@@ -692,7 +606,7 @@ def _copy_srs(con: sqlite3.Connection, srs_id: int, target: str | Path, name: st
         _copy_rows(con, "gpkg_spatial_ref_sys", "srs_id", srs_id)
     elif ours != theirs:
         raise OutputError(
-            f"{target}: cannot copy layer {name}: its CRS number {srs_id} means another CRS there"
+            f"{target}: cannot stack layer {name}: its CRS number {srs_id} means another CRS there"
         )
 
 
@@ -745,6 +659,8 @@ def stack_layer(parts: list[StackPart], target: str | Path, name: str) -> None:
         if con.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone():
             raise OutputError(f"{target}: cannot stack layer {name}: it is there already")
         with _attached(con, parts[0][0]):
+            if not con.execute("SELECT 1 FROM main.sqlite_master").fetchone():
+                _new_geopackage(con)
             first = parts[0][1]
             schema = con.execute(
                 "SELECT type, sql FROM side.sqlite_master WHERE tbl_name = ? AND sql NOT NULL",
@@ -755,6 +671,11 @@ def stack_layer(parts: list[StackPart], target: str | Path, name: str) -> None:
                 "SELECT column_name FROM side.gpkg_geometry_columns WHERE table_name = ?",
                 (first,),
             ).fetchone()
+            srs = con.execute(
+                "SELECT srs_id FROM side.gpkg_contents WHERE table_name = ?", (first,)
+            ).fetchone()
+            if srs is not None and srs[0] is not None:  # before anything is written
+                _add_srs(con, srs[0], target, name)
         table = _renamed(next(sql for kind, sql in schema if kind == "table"), first, name)
         con.execute(table)
         rtree = None if geometry is None else f"rtree_{first}_{geometry[0]}"
@@ -802,11 +723,6 @@ def stack_layer(parts: list[StackPart], target: str | Path, name: str) -> None:
                         np.concatenate(ids),
                         np.concatenate(boxes),
                     )
-                srs = con.execute(
-                    "SELECT srs_id FROM side.gpkg_contents WHERE table_name = ?", (first,)
-                ).fetchone()
-                if srs is not None and srs[0] is not None:
-                    _copy_srs(con, srs[0], target, name)
             for meta in ("gpkg_contents", "gpkg_geometry_columns", "gpkg_extensions"):
                 _copy_rows(con, meta, "table_name", first, as_name=name)
             _copy_rows(con, "gpkg_ogr_contents", "table_name", first, as_name=name)
@@ -831,6 +747,29 @@ def stack_layer(parts: list[StackPart], target: str | Path, name: str) -> None:
         raise
     finally:
         con.close()
+
+
+def _new_geopackage(con: sqlite3.Connection) -> None:
+    """Make the empty database ``main`` a GeoPackage without layers, as GDAL made ``side``:
+    its application id and version, the GeoPackage's own tables and triggers, and the CRS
+    rows it starts with (those no layer of ``side`` added)."""
+    for pragma in ("application_id", "user_version"):
+        value = int(con.execute(f"PRAGMA side.{pragma}").fetchone()[0])
+        con.execute(f"PRAGMA main.{pragma} = {value}")
+    con.execute("BEGIN")
+    schema = con.execute(
+        "SELECT type, name, sql FROM side.sqlite_master WHERE tbl_name LIKE 'gpkg%' "
+        "AND sql NOT NULL ORDER BY type = 'trigger', rowid"
+    ).fetchall()
+    for _, _, sql in schema:
+        con.execute(sql)
+    columns = _columns(con, "side", "gpkg_spatial_ref_sys")
+    con.execute(
+        f"INSERT INTO main.gpkg_spatial_ref_sys ({columns}) SELECT {columns} "
+        "FROM side.gpkg_spatial_ref_sys WHERE srs_id NOT IN (SELECT srs_id FROM side.gpkg_contents "
+        "WHERE srs_id NOT NULL)"
+    )
+    con.execute("COMMIT")
 
 
 @contextlib.contextmanager
@@ -1055,7 +994,7 @@ def _alive(pid: int) -> bool:
 def _write_layer(
     path: Path,
     name: str,
-    frame: pd.DataFrame | LayerStream | Written | Stacked,
+    frame: pd.DataFrame | LayerStream | Stacked,
     *,
     append: bool,
     shown: Path | None = None,
@@ -1063,20 +1002,10 @@ def _write_layer(
     """One layer into ``path``; errors name ``shown`` (the archive a temporary file becomes)."""
     shown = shown or path
     if isinstance(frame, Stacked):
-        if not append:
-            raise ValueError(f"layer {name}: a stacked layer cannot come first")
         try:
             stack_layer(frame.parts(), path, name)
         except sqlite3.Error as err:
             raise OutputError(f"{shown}: cannot write layer {name} ({err})") from err
-        return
-    if isinstance(frame, Written):
-        if not append:  # copy_layer copies into a GeoPackage
-            raise ValueError(f"layer {name}: a layer written elsewhere cannot come first")
-        try:
-            copy_layer(frame.path(), path, name)
-        except sqlite3.Error as err:
-            raise OutputError(f"{shown}: cannot copy layer {name} ({err})") from err
         return
     if isinstance(frame, LayerStream):
         _write_stream(path, name, frame, append=append, shown=shown)

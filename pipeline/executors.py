@@ -114,16 +114,86 @@ def run_tasks(
     >>> run_tasks(pow, [("a", (2, 3)), ("b", (2, "x"))])[0]
     {'a': 8}
     """
-    if not tasks:
-        return {}, {}
-    tally = _Tally(len(tasks), progress)
-    if workers is None and scheduler is None:
-        return _in_process(func, tasks, tally)
-    return _on_dask(func, tasks, tally, workers, scheduler)
+    with Executor(workers, scheduler) as executor:
+        return executor.run(func, tasks, progress=progress)
+
+
+class Executor:
+    """Where a job's tasks run: this process, a local dask cluster of ``workers`` processes, or
+    the cluster of ``scheduler``; several batches of tasks on one cluster (the partitions, then
+    the merge's), started at the first batch and closed on leaving the ``with`` block."""
+
+    def __init__(self, workers: int | None = None, scheduler: str | None = None) -> None:
+        self.workers, self.scheduler = workers, scheduler
+        self._cluster: Any = None
+        self._client: Any = None
+
+    @property
+    def distributed(self) -> bool:
+        """Tasks run in other processes (a dask cluster)."""
+        return self.workers is not None or self.scheduler is not None
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def run(
+        self,
+        func: Callable[..., Any],
+        tasks: Sequence[Task],
+        *,
+        progress: Progress = _noop,
+        stop_on_error: bool = False,
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Run ``func(*args)`` for each ``(name, args)`` task, as :func:`run_tasks`; with
+        ``stop_on_error`` the first task to fail raises its own error here instead."""
+        if not tasks:
+            return {}, {}
+        tally = _Tally(len(tasks), progress)
+        if not self.distributed:
+            return _in_process(func, tasks, tally, stop_on_error)
+        return _on_dask(func, tasks, tally, self._connect(), stop_on_error)
+
+    def _connect(self) -> Any:
+        from distributed import Client, LocalCluster
+
+        if self._client is not None:
+            return self._client
+        if self.scheduler is not None:
+            try:
+                self._client = Client(self.scheduler, timeout="20s")
+            except (OSError, TimeoutError) as err:
+                raise UsageError(
+                    f"--scheduler {self.scheduler}: cannot reach the dask scheduler ({err})"
+                ) from err
+            return self._client
+        self._cluster = LocalCluster(
+            n_workers=self.workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            # no fixed port: with None the scheduler's web server still takes 8787, and a
+            # second cluster on the machine (another survey, a notebook's) warns of it
+            dashboard_address="127.0.0.1:0",
+            preload=[__name__],  # its dask_setup: the workers leave Ctrl-C to this process
+        )
+        self._client = Client(self._cluster)
+        return self._client
+
+    def close(self) -> None:
+        client, cluster, self._client, self._cluster = self._client, self._cluster, None, None
+        try:
+            if client is not None:
+                client.close()
+        finally:
+            if cluster is not None:
+                cluster.close()
 
 
 def _in_process(
-    func: Callable[..., Any], tasks: Sequence[Task], tally: _Tally
+    func: Callable[..., Any], tasks: Sequence[Task], tally: _Tally, stop_on_error: bool = False
 ) -> tuple[dict[str, Any], dict[str, str]]:
     results: dict[str, Any] = {}
     failed: dict[str, str] = {}
@@ -132,6 +202,8 @@ def _in_process(
         try:
             results[name] = func(*args)
         except Exception as err:  # a failed partition is reported; the others go on
+            if stop_on_error:
+                raise
             failed[name] = _describe(err)
             logger.warning("partition %s failed: %s", name, failed[name])
             _log_where(name, err.__traceback__)
@@ -207,55 +279,32 @@ def _on_dask(
     func: Callable[..., Any],
     tasks: Sequence[Task],
     tally: _Tally,
-    workers: int | None,
-    scheduler: str | None,
+    client: Any,
+    stop_on_error: bool = False,
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
 
-    cluster = None
-    try:
-        if scheduler is not None:
-            try:
-                client = Client(scheduler, timeout="20s")
-            except (OSError, TimeoutError) as err:
-                raise UsageError(
-                    f"--scheduler {scheduler}: cannot reach the dask scheduler ({err})"
-                ) from err
+    results: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    started = time.perf_counter()
+    # earlier tasks first: the caller lists the largest partitions first
+    futures = {
+        client.submit(func, *args, key=f"blacksoil-{func.__name__}-{name}-{id(tasks)}",
+                      pure=False, priority=len(tasks) - i): name
+        for i, (name, args) in enumerate(tasks)
+    }  # fmt: skip
+    for future in as_completed(futures):
+        name = futures[future]
+        seconds = time.perf_counter() - started
+        if future.status == "error":
+            if stop_on_error:
+                raise future.exception()
+            failed[name] = _describe(future.exception())
+            logger.warning("partition %s failed: %s", name, failed[name])
+            _log_where(name, future.traceback())
+            tally.report(name, seconds, error=failed[name])
         else:
-            cluster = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                # no fixed port: with None the scheduler's web server still takes 8787, and a
-                # second cluster on the machine (another survey, a notebook's) warns of it
-                dashboard_address="127.0.0.1:0",
-                preload=[__name__],  # its dask_setup: the workers leave Ctrl-C to this process
-            )
-            client = Client(cluster)
-        results: dict[str, Any] = {}
-        failed: dict[str, str] = {}
-        with client:
-            started = time.perf_counter()
-            # earlier tasks first: the caller lists the largest partitions first
-            futures = {
-                client.submit(func, *args, key=f"blacksoil-partition-{name}-{id(tasks)}",
-                              pure=False, priority=len(tasks) - i): name
-                for i, (name, args) in enumerate(tasks)
-            }  # fmt: skip
-            for future in as_completed(futures):
-                name = futures[future]
-                seconds = time.perf_counter() - started
-                if future.status == "error":
-                    failed[name] = _describe(future.exception())
-                    logger.warning("partition %s failed: %s", name, failed[name])
-                    _log_where(name, future.traceback())
-                    tally.report(name, seconds, error=failed[name])
-                else:
-                    results[name] = future.result()
-                    tally.report(name, seconds, results[name])
-                future.release()
-        return results, failed
-    finally:
-        if cluster is not None:
-            cluster.close()
+            results[name] = future.result()
+            tally.report(name, seconds, results[name])
+        future.release()
+    return results, failed

@@ -12,16 +12,14 @@ import dataclasses
 import functools
 import json
 import logging
-import multiprocessing
 import os
 import platform
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 import geopandas as gpd
 import numpy as np
@@ -36,7 +34,7 @@ from . import crossing
 from .codes import BLACK_SOIL_GROUPS, LANDUSE_NAMES, M2_PER_HECTARE, M2_PER_MU
 from .config import PROTECTION_INPUTS, InputSpec, RasterSpec, SurveyConfig
 from .errors import InputError, Interrupted, InvariantError, OutputError, UsageError
-from .executors import release_memory, run_tasks
+from .executors import Executor, release_memory
 from .ids import (
     FILE,
     cultivated_fields,
@@ -82,9 +80,6 @@ from .survey import (
     prepare_soil,
     survey_parcels,
 )
-
-if TYPE_CHECKING:
-    from multiprocessing.connection import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -912,16 +907,23 @@ def _finish(
     overwrite: bool,
     progress: Progress,
     merge_timings: dict[str, float] | None = None,
-    side: dict[str, Callable[[], Path]] | None = None,
+    executor: Executor | None = None,
+    workdir: Path | None = None,
     soil_checked: bool = False,
 ) -> SurveyOutcome:
     """Merge the partitions' results, add the summaries and metadata, write the archive.
 
-    ``side``: layers being written into a GeoPackage of their own by another process
-    (:func:`_side_writer`), copied into the archive when their turn comes. ``soil_checked``:
+    With an ``executor`` whose tasks run in other processes (a cluster) and a GeoPackage
+    archive, the groups of counties are merged by its tasks, each into a GeoPackage of its own
+    in ``workdir`` (:func:`_merge_in_tasks`), and stacked into the archive. ``soil_checked``:
     see :func:`merge_partials`."""
     t0 = time.perf_counter()
     merged = merge_partials(cfg, partials, soil_checked=soil_checked)
+    stacked: dict[str, arc.Stacked] = {}
+    if executor is not None and executor.distributed and cfg.output.format == "gpkg":
+        assert workdir is not None
+        names = [arc.PIECES, arc.BALANCE, *(n for n in _BY_PIECE if n in merged.protection)]
+        stacked = _merge_in_tasks(executor, merged, names, workdir / "_merge")
     timings = {**merged.timings, **(merge_timings or {})}
     counts = {**merged.counts, "qa_rows": len(merged.qa)}
     timings["merge"] = time.perf_counter() - t0
@@ -962,9 +964,7 @@ def _finish(
         arc.QA_LOG: merged.qa,
         arc.METADATA: metadata,
     }
-    for name, path in (side or {}).items():
-        written = merged.balance if name == arc.BALANCE else merged.protection[name]
-        layers[name] = arc.Written(written.columns, path)
+    layers.update(stacked)
     layers[arc.DICTIONARY] = lambda: arc.field_dictionary(layers=layers)
     release_memory()  # the merge's transient copies, before the write's buffers
     progress(f"writing {cfg.output.path}")
@@ -1867,29 +1867,25 @@ def _run_partitioned(
     todo = sorted(todo, key=lambda p: -p.size)
     tasks = [(p.name, (cfg, p, plan, workdir, stamps[p.name], threads)) for p in todo]
     try:
-        t1 = time.perf_counter()
-        _, failed = run_tasks(
-            run_partition, tasks, workers=workers, scheduler=scheduler, progress=progress
-        )
-        t_parts = time.perf_counter() - t1
-        if failed:
-            raise InputError(_failed_message(failed, len(plan), workdir))
-        progress("merging the partitions")
-        t2 = time.perf_counter()
-        folders = [workdir / p.name for p in plan]
-        partials = [_read_partial(f) for f in folders]
-        t_collect = time.perf_counter() - t2
-        # with a cluster (whose users guard their scripts' main code, as spawn needs) on more
-        # than one core, a second process writes some layers beside this one
-        cores = bool(workers or scheduler) and (os.cpu_count() or 1) > 1
-        with _side_writer(cfg, partials, folders, workdir if cores else None) as side:
+        with Executor(workers, scheduler) as executor:
+            t1 = time.perf_counter()
+            _, failed = executor.run(run_partition, tasks, progress=progress)
+            t_parts = time.perf_counter() - t1
+            if failed:
+                raise InputError(_failed_message(failed, len(plan), workdir))
+            progress("merging the partitions")
+            t2 = time.perf_counter()
+            folders = [workdir / p.name for p in plan]
+            partials = [_read_partial(f) for f in folders]
+            t_collect = time.perf_counter() - t2
             outcome = _finish(
                 cfg,
                 partials,
                 overwrite=overwrite,
                 progress=progress,
                 merge_timings={"plan": t_plan, "partitions": t_parts, "collect": t_collect},
-                side=side,
+                executor=executor,
+                workdir=workdir,
             )
     except KeyboardInterrupt as err:
         done = sum(_is_done(workdir / p.name, stamps[p.name]) for p in plan)
@@ -1906,142 +1902,6 @@ def _file_counties(fields: list[pd.DataFrame | None]) -> list[set[str]]:
         else set(county_codes(frame["county"]).dropna().unique().tolist())
         for frame in fields
     ]
-
-
-#: the least rows of the layers a second process would write for it to write them (its
-#: start, ~2 s, must pay off)
-_SIDE_ROWS = 250_000
-
-
-@contextlib.contextmanager
-def _side_writer(
-    cfg: SurveyConfig, partials: list[PartialResult], folders: list[Path], workdir: Path | None
-) -> Iterator[dict[str, Callable[[], Path]]]:
-    """The layers that refer to pieces (HTGD_DNRHX, HTGD_GHCT, HTGD_JSZY), merged and written
-    by a second process into a GeoPackage of their own in the work folder while this one writes
-    the pieces and the balance (the balance, where the job has none of those layers); each name
-    maps to a callable that waits for that process and gives the file (``archive.Written``,
-    copied in at the layer's turn). An empty mapping, and no second process, where ``workdir``
-    is None (no cores to spare), for a parquet archive, or with fewer rows than
-    :data:`_SIDE_ROWS`. The second process merges exactly as this one would (same code, same
-    partitions' files), so the archive is the same either way; it is stopped on leaving if
-    still running (an error or Ctrl-C here)."""
-    full = [p for p in partials if p.empty is None]
-    names = [n for n in _BY_PIECE if any(p.has(n) for p in full)]
-    if not names and any(p.has(arc.BALANCE) for p in full):
-        names = [arc.BALANCE]
-    rows = sum(p.rows(n) for n in names for p in full if p.has(n))
-    if workdir is None or not names or cfg.output.format != "gpkg" or rows < _SIDE_ROWS:
-        yield {}
-        return
-    # a file of this run's own: a second process left by an earlier run of this work folder
-    # (whose first process was killed) cannot write into it
-    handle, scratch = tempfile.mkstemp(prefix="side-", suffix=".gpkg", dir=workdir)
-    os.close(handle)
-    path = Path(scratch)
-    context = multiprocessing.get_context("spawn")  # no fork of a process with threads
-    ours, theirs = context.Pipe(duplex=False)
-    # never written to: the second process sees it close when this process ends, however
-    lifeline, held = context.Pipe(duplex=False)
-    process = context.Process(
-        target=_side_main,
-        args=(cfg, folders, names, path, theirs, lifeline),
-        name="blacksoil-side",
-    )
-    _start_without_ctrl_c(process)
-    theirs.close()
-    lifeline.close()
-    outcome: list[BaseException | None] = []
-
-    def written() -> Path:
-        if not outcome:
-            try:
-                outcome.append(ours.recv())
-            except EOFError:  # it died without a word (killed, out of memory)
-                process.join()
-                outcome.append(
-                    OutputError(
-                        f"{cfg.output.path}: the process writing {', '.join(names)} stopped "
-                        f"(exit code {process.exitcode})"
-                    )
-                )
-        if outcome[0] is not None:
-            raise outcome[0]
-        return path
-
-    try:
-        yield dict.fromkeys(names, written)
-    finally:
-        if process.is_alive() and not outcome:
-            process.terminate()
-        process.join()
-        ours.close()
-        held.close()
-        path.unlink(missing_ok=True)  # copied in by now, or not wanted (kept work: partitions)
-
-
-def _start_without_ctrl_c(process: multiprocessing.process.BaseProcess) -> None:
-    """Start ``process`` with Ctrl-C (SIGINT) ignored from its first instruction (an ignored
-    signal stays ignored across exec, and Python then installs no handler of its own), so
-    that a Ctrl-C while it imports prints no traceback of its own: the first process stops it.
-    Only the main thread may change a signal's handling; from another thread it is started as
-    it is (and ignores Ctrl-C once it runs :func:`_side_main`)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        process.start()
-        return
-    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        process.start()
-    finally:
-        signal.signal(signal.SIGINT, before)
-
-
-def _side_main(
-    cfg: SurveyConfig,
-    folders: list[Path],
-    names: list[str],
-    path: Path,
-    conn: Connection,
-    lifeline: Connection,
-) -> None:
-    """In the second process of :func:`_side_writer`: merge and write ``names``; send back
-    None, or what was raised (to be raised again in the first process). Ctrl-C is left to the
-    first process, which stops this one; if the first process ends without stopping it (killed,
-    out of memory), this one ends too (:func:`_end_with_parent`)."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _end_with_parent(lifeline)
-    answer: BaseException | None = None
-    try:
-        merge = _group_merge(cfg, [_read_partial(f) for f in folders])
-        arc.write_layers(path, {name: merge.stream(name) for name in names})
-    except Exception as err:
-        answer = err
-    with contextlib.suppress(OSError):  # the first process has gone: nobody to tell
-        try:
-            conn.send(answer)
-        except Exception:  # an error that does not pickle: its words
-            conn.send(OutputError(f"{path}: {type(answer).__name__}: {answer}"))
-        conn.close()
-
-
-def _end_with_parent(lifeline: Connection) -> None:
-    """End this process at once when the process holding the other end of ``lifeline`` (which
-    never writes to it) ends: a thread waits on it and ends the process when it closes. A
-    first process killed outright (SIGKILL, the out-of-memory killer) cannot stop its second
-    one itself, which would otherwise go on for the rest of its layers."""
-    import threading
-
-    def wait() -> None:
-        with contextlib.suppress(EOFError, OSError):
-            lifeline.recv()
-        os._exit(1)
-
-    threading.Thread(target=wait, name="blacksoil-lifeline", daemon=True).start()
 
 
 def _failed_message(failed: dict[str, str], total: int, workdir: Path) -> str:
@@ -2198,6 +2058,99 @@ def _check_soil_layer(cfg: SurveyConfig) -> None:
     raise InputError(_no_soil(cfg))
 
 
+def _merge_in_tasks(
+    executor: Executor, merged: Merged, names: list[str], folder: Path
+) -> dict[str, arc.Stacked]:
+    """Layers ``names`` (HTGDTB, the balance, the layers whose rows follow the pieces) merged
+    by ``executor``'s tasks, a group of counties each (:func:`_merge_group`: the group's rows,
+    numbers and sums depend on the group alone), into GeoPackages of their own in ``folder``;
+    each layer then stacked into the archive group after group (:class:`pipeline.archive.
+    Stacked`), HTGD_GHCT zone kind after zone kind. The groups' summaries and checks are
+    handed to ``merged.groups`` as if it had added them up itself; the archive is the same."""
+    merge = merged.groups
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    # what the tasks need of the partitions: where their files are (not the keys they read)
+    light = [dataclasses.replace(p, read_keys={}, used_keys={}) for p in merge.partials]
+    sizes = [
+        sum(merge.partials[k].rows(arc.PIECES) for k in m if merge.partials[k].has(arc.PIECES))
+        for m in merge.groups
+    ]
+    paths = [folder / f"{g}.gpkg" for g in range(len(merge.groups))]
+    tasks = [
+        (
+            str(g),
+            (light, merge.year, merge.crs, merge.single, merge.names, merge.rasters,
+             merge.layout.only(g), paths[g], names),
+        )
+        for g in sorted(range(len(merge.groups)), key=lambda g: -sizes[g])  # largest first
+    ]  # fmt: skip
+    results, _ = executor.run(_merge_group, tasks, stop_on_error=True)
+    kinds: dict[int, dict[int, int]] = {}
+    for g in range(len(merge.groups)):
+        done = results[str(g)]
+        merge.county_parts[g] = done["county"]
+        if done["quality"] is not None:
+            merge.quality_parts[g] = done["quality"]
+        merge.checks[g] = done["checks"]
+        merge.quality_seconds += done["quality_seconds"]
+        for name, rows in done["merged"].items():
+            merge.merged[name] = merge.merged.get(name, 0) + rows
+        kinds[g] = done["kinds"]
+    stacked = {}
+    for name in names:
+        merge.check_rows(name)
+        parts: list[arc.StackPart] = [(paths[g], name, None, None) for g in range(len(paths))]
+        if name == arc.ZONING_CONFLICTS:  # each group's rows, kind by kind
+            parts = [*_kind_parts(kinds, paths, name, merge.layout.kinds)] or parts[:1]
+        stream = merged.pieces if name == arc.PIECES else merged.balance
+        columns = merged.protection[name].columns if name in merged.protection else stream.columns
+        stacked[name] = arc.Stacked(columns, functools.partial(list, parts))
+    return stacked
+
+
+def _kind_parts(
+    kinds: dict[int, dict[int, int]], paths: list[Path], name: str, order: list[int]
+) -> Iterator[arc.StackPart]:
+    """The runs of rows of layer ``name`` in the groups' files, zone kind after zone kind (each
+    group wrote its rows of a kind after those of the kinds before it); ``kinds``: per group,
+    its rows of each kind."""
+    for kind in order:
+        for g, path in enumerate(paths):
+            rows = kinds[g].get(kind, 0)
+            if rows:
+                first = 1 + sum(kinds[g].get(k, 0) for k in order[: order.index(kind)])
+                yield (path, name, first, first + rows)
+
+
+def _merge_group(
+    partials: list[PartialResult],
+    year: int,
+    crs: CRS,
+    single: bool,
+    names: dict[str, str],
+    rasters: dict[str, RasterSpec],
+    layout: _Layout,
+    path: Path,
+    layers: list[str],
+) -> dict[str, object]:
+    """A task of :func:`_merge_in_tasks`: the one group of ``layout`` merged as the archive's
+    writer would merge it, ``layers`` written into the GeoPackage ``path``; gives back its
+    summary rows and checks, its rows per layer and per zone kind of HTGD_GHCT."""
+    merge = _GroupMerge(partials, year, crs, single, names, rasters, layout)
+    arc.write_layers(path, {name: merge.stream(name) for name in layers})
+    merge._every_group()
+    return {
+        "county": merge.county_parts[0],
+        "quality": merge.quality_parts.get(0),
+        "checks": merge.checks[0],
+        "quality_seconds": merge.quality_seconds,
+        "merged": merge.merged,
+        "kinds": merge.kind_rows,
+    }
+
+
 def _group_merge(cfg: SurveyConfig, partials: list[PartialResult]) -> _GroupMerge:
     """The merge of the partitions with something surveyed, into the output CRS."""
     full = [p for p in partials if p.empty is None]
@@ -2234,6 +2187,51 @@ def _merge_groups(partials: list[PartialResult]) -> list[tuple[list[str], list[i
     return groups
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """How the partitions' rows fall into the merge's groups (:func:`_merge_groups`), and what
+    the merge of any group needs to know of the others: the layers' fields over all partitions
+    and HTGD_GHCT's zone kinds."""
+
+    #: per group: its counties; the partitions with rows of them
+    codes: list[list[str]]
+    groups: list[list[int]]
+    #: the partitions with rows of more than one group (grid cells across county lines)
+    shared: set[int]
+    schemas: dict[str, pa.Schema]
+    #: the ranks (:data:`_ZONE_ORDER`) of the zone kinds in HTGD_GHCT, in order
+    kinds: list[int]
+
+    def only(self, g: int) -> _Layout:
+        """The layout of a merge of group ``g`` alone."""
+        return dataclasses.replace(
+            self,
+            codes=[self.codes[g]],
+            groups=[self.groups[g]],
+            shared=self.shared & set(self.groups[g]),
+        )
+
+
+def _layout(partials: list[PartialResult]) -> _Layout:
+    groups = _merge_groups(partials)
+    members = [m for _, m in groups]
+    kinds: set[int] = set()
+    for p in partials:
+        if p.has(arc.ZONING_CONFLICTS):
+            kinds.update(_zone_rank(p.fields(arc.ZONING_CONFLICTS, ["FQLX"])).tolist())
+    return _Layout(
+        codes=[codes for codes, _ in groups],
+        groups=members,
+        shared={k for k in range(len(partials)) if sum(k in m for m in members) > 1},
+        schemas={
+            name: _layer_schema(partials, name)
+            for name in (arc.PIECES, arc.BALANCE, *_BY_PIECE)
+            if any(p.has(name) for p in partials)
+        },
+        kinds=sorted(kinds),
+    )
+
+
 def _county_of(frame: pd.DataFrame) -> np.ndarray:
     """The rows' county codes as text ("" where there is none), as :func:`_merge_groups` has
     them."""
@@ -2252,6 +2250,7 @@ class _GroupMerge:
         single: bool,
         names: dict[str, str],
         rasters: dict[str, RasterSpec] | None = None,
+        layout: _Layout | None = None,
     ) -> None:
         self.partials, self.year, self.crs, self.single, self.names = (
             partials,
@@ -2261,22 +2260,22 @@ class _GroupMerge:
             names,
         )
         self.rasters = rasters or {}
-        groups = _merge_groups(partials)
+        #: the groups of the whole job (not one group's, as a task merging it has)
+        self.whole = layout is None
+        self.layout = layout = layout or _layout(partials)
         #: per group: its counties and the partitions with rows of them
-        self.codes = [codes for codes, _ in groups]
-        self.groups = [members for _, members in groups]
+        self.codes, self.groups = layout.codes, layout.groups
         #: the partitions with rows of more than one group (grid cells across county lines)
-        self.shared = {k for k in range(len(partials)) if sum(k in m for m in self.groups) > 1}
+        self.shared = layout.shared
         #: per group, the sorted pieces' positions; per partition, its pieces' new numbers and
         #: where its counties start (:meth:`_county_starts`)
         self.order: dict[int, np.ndarray] = {}
         self.seq: dict[int, np.ndarray] = {}
         self.starts: dict[int, pd.DataFrame] = {}
-        self.schemas = {
-            name: _layer_schema(partials, name)
-            for name in (arc.PIECES, arc.BALANCE, *_BY_PIECE)
-            if any(p.has(name) for p in partials)
-        }
+        self.schemas = layout.schemas
+        #: rows merged so far per layer, and per zone kind of HTGD_GHCT
+        self.merged: dict[str, int] = {}
+        self.kind_rows: dict[int, int] = {}
         self.columns = self.schemas[arc.PIECES].names
         #: the pieces' fields the summaries need
         self.needed = [
@@ -2507,7 +2506,7 @@ class _GroupMerge:
         kinds = self._zone_kinds() if name == arc.ZONING_CONFLICTS else [None]
 
         def parts() -> Iterator[tuple[pd.DataFrame, pa.Array | None]]:
-            merged = 0
+            self.merged[name] = 0
             for kind in kinds:
                 for g in range(len(self.groups)):
                     frame = group(g)
@@ -2515,22 +2514,24 @@ class _GroupMerge:
                         continue
                     if kind is not None:
                         frame = frame[_zone_rank(frame) == kind].reset_index(drop=True)
+                        self.kind_rows[kind] = self.kind_rows.get(kind, 0) + len(frame)
                     if len(frame):
-                        merged += len(frame)
+                        self.merged[name] += len(frame)
                         yield from self._chunks(frame, name, spatial)
-            rows = sum(p.rows(name) for p in self.partials if p.has(name))
-            if merged != rows:  # a row in no group: never leave it out unsaid
-                raise InvariantError(f"layer {name}: {merged} of {rows} rows merged")
+            if self.whole:
+                self.check_rows(name)
 
         return arc.LayerStream(self.schemas[name], parts, self.crs if spatial else None)
 
+    def check_rows(self, name: str) -> None:
+        """Every row of layer ``name`` in the partitions was merged (:attr:`merged`)."""
+        rows = sum(p.rows(name) for p in self.partials if p.has(name))
+        if self.merged.get(name, 0) != rows:  # a row in no group: never leave it out unsaid
+            raise InvariantError(f"layer {name}: {self.merged.get(name, 0)} of {rows} rows merged")
+
     def _zone_kinds(self) -> list[int]:
         """The ranks (:data:`_ZONE_ORDER`) of the zone kinds in HTGD_GHCT, in order."""
-        found: set[int] = set()
-        for p in self.partials:
-            if p.has(arc.ZONING_CONFLICTS):
-                found.update(_zone_rank(p.fields(arc.ZONING_CONFLICTS, ["FQLX"])).tolist())
-        return sorted(found)
+        return self.layout.kinds
 
     def _chunks(
         self, frame: pd.DataFrame, name: str, spatial: bool

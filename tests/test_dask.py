@@ -65,12 +65,12 @@ def test_demo_data_gives_one_archive_for_any_partitioning_and_workers(
     """Realistic data (digitised soil boundaries that partitions cut through, soil-map gaps,
     the region edge, zones, projects and change parcels across county and cell lines, cells
     holding change parcels but no cultivated parcel): in process unpartitioned, by county on
-    two dask workers (the layers that refer to pieces written by a second process, or not), by
-    a 3 km grid and by counties split in parts give the same archive, row for row; so does a
-    job without protection inputs whose balance a second process writes."""
+    two dask workers (the groups of counties merged by the workers and stacked into the
+    archive), by a 3 km grid on the workers (cells across county lines) and by counties split
+    in parts in process give the same archive, row for row; so does a job without protection
+    inputs."""
     import pipeline
     from pipeline import archive as arc
-    from pipeline import runner
     from pipeline.config import config_from_dict
     from pipeline.demo import demo_inputs
 
@@ -88,27 +88,35 @@ def test_demo_data_gives_one_archive_for_any_partitioning_and_workers(
 
     single = run("single", {"by": "none"})
     assert len(single["HTGD_WFZY"]) > 0 and len(single["HTGD_ZBPH"]) > 1
-    copied: list[str] = []
-    copy_layer = arc.copy_layer
+    stacked: list[tuple[str, int]] = []
+    stack_layer = arc.stack_layer
 
-    def counted(source, target, name: str) -> None:
-        copied.append(name)
-        copy_layer(source, target, name)
+    def counted(parts, target, name: str) -> None:
+        stacked.append((name, len({p[0] for p in parts})))
+        stack_layer(parts, target, name)
 
-    monkeypatch.setattr(arc, "copy_layer", counted)
-    monkeypatch.setattr(runner, "_SIDE_ROWS", 0)  # this data is far below the usual threshold
-    side = run("side", {"by": "county"}, scheduler=cluster.scheduler_address)
-    assert copied == [arc.OUTSIDE_FARMLAND, arc.ZONING_CONFLICTS, arc.OCCUPATION]
-    # with no protection inputs, the second process writes the balance
+    monkeypatch.setattr(arc, "stack_layer", counted)
+    county = run("county", {"by": "county"}, scheduler=cluster.scheduler_address)
+    # every layer that grows with the parcels, from each county's file (the demo: 3 counties)
+    assert stacked == [
+        (name, 3)
+        for name in (
+            arc.PIECES,
+            arc.BALANCE,
+            arc.OUTSIDE_FARMLAND,
+            arc.ZONING_CONFLICTS,
+            arc.OCCUPATION,
+        )
+    ]
     core = ("parcels", "soil", "counties", "region")
-    side_core = run("side_core", {"by": "county"}, core, scheduler=cluster.scheduler_address)
-    assert copied[3:] == [arc.BALANCE]
+    core_on_cluster = run("core_dask", {"by": "county"}, core, scheduler=cluster.scheduler_address)
+    assert [name for name, _ in stacked[5:]] == [arc.PIECES, arc.BALANCE]
+    grid = run("grid", {"by": "grid", "grid_size_m": 3000.0}, scheduler=cluster.scheduler_address)
     monkeypatch.undo()
-    assert_same_archive(run("core", {"by": "none"}, core), side_core)
+    assert_same_archive(run("core", {"by": "none"}, core), core_on_cluster)
     for parted in (
-        side,
-        run("county", {"by": "county"}, scheduler=cluster.scheduler_address),
-        run("grid", {"by": "grid", "grid_size_m": 3000.0}),
+        county,
+        grid,
         # every county split in parts of at most 300 parcels
         run("split", {"by": "county", "max_parcels": 300}),
     ):

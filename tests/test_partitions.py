@@ -814,18 +814,18 @@ def test_results_the_workers_wrote_where_this_machine_cannot_see_are_named(job, 
     and no archive is left."""
     import shutil
 
-    from pipeline import runner
+    from pipeline import executors
 
     three_county_job(job)
-    run_tasks = runner.run_tasks
+    run = executors.Executor.run
 
-    def elsewhere(func, tasks, **kwargs):
-        out = run_tasks(func, tasks, **kwargs)
+    def elsewhere(self, func, tasks, **kwargs):
+        out = run(self, func, tasks, **kwargs)
         for _, args in tasks:  # (cfg, partition, plan, workdir, ...): as if on another machine
             shutil.rmtree(args[3] / args[1].name)
         return out
 
-    monkeypatch.setattr(runner, "run_tasks", elsewhere)
+    monkeypatch.setattr(executors.Executor, "run", elsewhere)
     with pytest.raises(
         InputError,
         match=r"220113.partial\.json: the partition's results cannot be read \(No such file or "
