@@ -133,6 +133,16 @@ class Executor:
         """Tasks run in other processes (a dask cluster)."""
         return self.workers is not None or self.scheduler is not None
 
+    @property
+    def slots(self) -> int:
+        """How many tasks run at once: the workers (of the scheduler's cluster, asked of it),
+        1 in this process."""
+        if not self.distributed:
+            return 1
+        if self.scheduler is None:
+            return int(self.workers or 1)
+        return max(1, sum(self._connect().nthreads().values()))
+
     def __enter__(self) -> Executor:
         return self
 

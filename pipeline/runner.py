@@ -15,6 +15,7 @@ import logging
 import os
 import platform
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -914,16 +915,16 @@ def _finish(
     """Merge the partitions' results, add the summaries and metadata, write the archive.
 
     With an ``executor`` whose tasks run in other processes (a cluster) and a GeoPackage
-    archive, the groups of counties are merged by its tasks, each into a GeoPackage of its own
-    in ``workdir`` (:func:`_merge_in_tasks`), and stacked into the archive. ``soil_checked``:
-    see :func:`merge_partials`."""
+    archive, its tasks merge some layers (or all, a group of counties each) into GeoPackages of
+    their own in ``workdir`` while this process writes the others, and they are stacked into
+    the archive in their turn (:func:`_merge_in_tasks`). ``soil_checked``: see
+    :func:`merge_partials`."""
     t0 = time.perf_counter()
     merged = merge_partials(cfg, partials, soil_checked=soil_checked)
     stacked: dict[str, arc.Stacked] = {}
     if executor is not None and executor.distributed and cfg.output.format == "gpkg":
         assert workdir is not None
-        names = [arc.PIECES, arc.BALANCE, *(n for n in _BY_PIECE if n in merged.protection)]
-        stacked = _merge_in_tasks(executor, merged, names, workdir / "_merge")
+        stacked = _merge_in_tasks(executor, merged, workdir / "_merge")
     timings = {**merged.timings, **(merge_timings or {})}
     counts = {**merged.counts, "qa_rows": len(merged.qa)}
     timings["merge"] = time.perf_counter() - t0
@@ -2058,56 +2059,102 @@ def _check_soil_layer(cfg: SurveyConfig) -> None:
     raise InputError(_no_soil(cfg))
 
 
-def _merge_in_tasks(
-    executor: Executor, merged: Merged, names: list[str], folder: Path
-) -> dict[str, arc.Stacked]:
-    """Layers ``names`` (HTGDTB, the balance, the layers whose rows follow the pieces) merged
-    by ``executor``'s tasks, a group of counties each (:func:`_merge_group`: the group's rows,
-    numbers and sums depend on the group alone), into GeoPackages of their own in ``folder``;
-    each layer then stacked into the archive group after group (:class:`pipeline.archive.
-    Stacked`), HTGD_GHCT zone kind after zone kind. The groups' summaries and checks are
-    handed to ``merged.groups`` as if it had added them up itself; the archive is the same."""
+#: the least workers for which each group of counties is merged by a task of its own (then
+#: every square metre of the merge is done in parallel, and its copying into the archive pays);
+#: with fewer, one task merges the layers that follow the pieces (or the balance) beside this
+#: process, as on two cores
+_GROUP_TASKS_FROM = 4
+
+
+def _merge_in_tasks(executor: Executor, merged: Merged, folder: Path) -> dict[str, arc.Stacked]:
+    """Layers of the archive merged by ``executor``'s tasks into GeoPackages of their own in
+    ``folder`` (:func:`_merge_group`), to be stacked into the archive in their turn
+    (:class:`pipeline.archive.Stacked`), which waits for the tasks; this process meanwhile
+    writes the layers before them.
+
+    On :data:`_GROUP_TASKS_FROM` workers or more, HTGDTB, the balance and the layers that
+    follow the pieces are merged a group of counties a task (a group's rows, numbers and sums
+    depend on the group alone) and stacked group after group (HTGD_GHCT zone kind after zone
+    kind). On fewer, one task merges the layers that follow the pieces (the balance where
+    there are none) while this process writes the pieces. The summaries and checks the tasks
+    add up are handed to ``merged.groups`` as if it had added them up itself: the archive is
+    the same either way."""
     merge = merged.groups
+    by_piece = [n for n in _BY_PIECE if n in merged.protection]
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
+    count = len(merge.groups)
+    if executor.slots >= _GROUP_TASKS_FROM:
+        names = [arc.PIECES, arc.BALANCE, *by_piece]
+        jobs = [([g], merge.layout.only(g)) for g in range(count)]
+    else:
+        names = by_piece or [arc.BALANCE]
+        jobs = [(list(range(count)), merge.layout)]
     # what the tasks need of the partitions: where their files are (not the keys they read)
     light = [dataclasses.replace(p, read_keys={}, used_keys={}) for p in merge.partials]
-    sizes = [
-        sum(merge.partials[k].rows(arc.PIECES) for k in m if merge.partials[k].has(arc.PIECES))
-        for m in merge.groups
-    ]
-    paths = [folder / f"{g}.gpkg" for g in range(len(merge.groups))]
+    paths = [folder / f"{j}.gpkg" for j in range(len(jobs))]
+    sizes = [sum(merge.partials[k].rows(arc.PIECES) for k in m) for m in merge.groups]
     tasks = [
         (
-            str(g),
+            str(j),
             (light, merge.year, merge.crs, merge.single, merge.names, merge.rasters,
-             merge.layout.only(g), paths[g], names),
+             jobs[j][1], paths[j], names),
         )
-        for g in sorted(range(len(merge.groups)), key=lambda g: -sizes[g])  # largest first
+        for j in sorted(range(len(jobs)), key=lambda j: -sum(sizes[g] for g in jobs[j][0]))
     ]  # fmt: skip
-    results, _ = executor.run(_merge_group, tasks, stop_on_error=True)
+    outcome: list[tuple[dict[str, dict[str, object]], BaseException | None]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((executor.run(_merge_group, tasks, stop_on_error=True)[0], None))
+        except BaseException as err:  # raised again in this process's thread, at the stack
+            outcome.append(({}, err))
+
+    thread = threading.Thread(target=run, name="blacksoil-merge", daemon=True)
+    thread.start()
     kinds: dict[int, dict[int, int]] = {}
-    for g in range(len(merge.groups)):
-        done = results[str(g)]
-        merge.county_parts[g] = done["county"]
-        if done["quality"] is not None:
-            merge.quality_parts[g] = done["quality"]
-        merge.checks[g] = done["checks"]
-        merge.quality_seconds += done["quality_seconds"]
-        for name, rows in done["merged"].items():
-            merge.merged[name] = merge.merged.get(name, 0) + rows
-        kinds[g] = done["kinds"]
-    stacked = {}
-    for name in names:
-        merge.check_rows(name)
-        parts: list[arc.StackPart] = [(paths[g], name, None, None) for g in range(len(paths))]
-        if name == arc.ZONING_CONFLICTS:  # each group's rows, kind by kind
-            parts = [*_kind_parts(kinds, paths, name, merge.layout.kinds)] or parts[:1]
-        stream = merged.pieces if name == arc.PIECES else merged.balance
-        columns = merged.protection[name].columns if name in merged.protection else stream.columns
-        stacked[name] = arc.Stacked(columns, functools.partial(list, parts))
-    return stacked
+
+    def collect() -> None:
+        """Wait for the tasks; their summaries and checks into ``merge`` (once)."""
+        if kinds:
+            return
+        thread.join()
+        results, error = outcome[0]
+        if error is not None:
+            raise error
+        for j, (groups, _) in enumerate(jobs):
+            done = results[str(j)]
+            for local, g in enumerate(groups):
+                for key, into in (
+                    ("county", merge.county_parts),
+                    ("quality", merge.quality_parts),
+                    ("checks", merge.checks),
+                ):
+                    if local in done[key]:
+                        into[g] = done[key][local]
+            merge.quality_seconds += done["quality_seconds"]
+            for name, rows in done["merged"].items():
+                merge.merged[name] = merge.merged.get(name, 0) + rows
+            kinds[j] = done["kinds"]
+        for name in names:
+            merge.check_rows(name)
+
+    def parts(name: str) -> list[arc.StackPart]:
+        collect()
+        whole: list[arc.StackPart] = [(path, name, None, None) for path in paths]
+        if name == arc.ZONING_CONFLICTS and len(paths) > 1:  # each group's rows, kind by kind
+            return [*_kind_parts(kinds, paths, name, merge.layout.kinds)] or whole[:1]
+        return whole
+
+    columns = {arc.PIECES: merged.pieces.columns, arc.BALANCE: merged.balance.columns}
+    return {
+        name: arc.Stacked(
+            columns[name] if name in columns else merged.protection[name].columns,
+            functools.partial(parts, name),
+        )
+        for name in names
+    }
 
 
 def _kind_parts(
@@ -2135,16 +2182,16 @@ def _merge_group(
     path: Path,
     layers: list[str],
 ) -> dict[str, object]:
-    """A task of :func:`_merge_in_tasks`: the one group of ``layout`` merged as the archive's
-    writer would merge it, ``layers`` written into the GeoPackage ``path``; gives back its
-    summary rows and checks, its rows per layer and per zone kind of HTGD_GHCT."""
+    """A task of :func:`_merge_in_tasks`: the groups of ``layout`` merged as the archive's
+    writer would merge them, ``layers`` written into the GeoPackage ``path``; gives back the
+    summary rows and checks added up on the way (by the layout's group numbers), its rows per
+    layer and per zone kind of HTGD_GHCT."""
     merge = _GroupMerge(partials, year, crs, single, names, rasters, layout)
     arc.write_layers(path, {name: merge.stream(name) for name in layers})
-    merge._every_group()
     return {
-        "county": merge.county_parts[0],
-        "quality": merge.quality_parts.get(0),
-        "checks": merge.checks[0],
+        "county": merge.county_parts,
+        "quality": merge.quality_parts,
+        "checks": merge.checks,
         "quality_seconds": merge.quality_seconds,
         "merged": merge.merged,
         "kinds": merge.kind_rows,

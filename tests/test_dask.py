@@ -65,12 +65,14 @@ def test_demo_data_gives_one_archive_for_any_partitioning_and_workers(
     """Realistic data (digitised soil boundaries that partitions cut through, soil-map gaps,
     the region edge, zones, projects and change parcels across county and cell lines, cells
     holding change parcels but no cultivated parcel): in process unpartitioned, by county on
-    two dask workers (the groups of counties merged by the workers and stacked into the
-    archive), by a 3 km grid on the workers (cells across county lines) and by counties split
-    in parts in process give the same archive, row for row; so does a job without protection
-    inputs."""
+    dask workers (each county merged by a worker and stacked into the archive, as on many
+    workers), by a 3 km grid on the workers (cells across county lines; one worker merges the
+    layers that follow the pieces, as on two) and by counties split in parts in process give
+    the same archive, row for row; so does a job without protection inputs (its balance merged
+    by a worker)."""
     import pipeline
     from pipeline import archive as arc
+    from pipeline import runner
     from pipeline.config import config_from_dict
     from pipeline.demo import demo_inputs
 
@@ -96,6 +98,8 @@ def test_demo_data_gives_one_archive_for_any_partitioning_and_workers(
         stack_layer(parts, target, name)
 
     monkeypatch.setattr(arc, "stack_layer", counted)
+    # each county merged by a task of its own, as on many workers (4 or more)
+    monkeypatch.setattr(runner, "_GROUP_TASKS_FROM", 2)
     county = run("county", {"by": "county"}, scheduler=cluster.scheduler_address)
     # every layer that grows with the parcels, from each county's file (the demo: 3 counties)
     assert stacked == [
@@ -108,10 +112,18 @@ def test_demo_data_gives_one_archive_for_any_partitioning_and_workers(
             arc.OCCUPATION,
         )
     ]
+    monkeypatch.setattr(runner, "_GROUP_TASKS_FROM", 3)
+    # on two workers, one task merges the layers that follow the pieces beside this process
+    grid = run("grid", {"by": "grid", "grid_size_m": 3000.0}, scheduler=cluster.scheduler_address)
+    assert stacked[5:] == [
+        (arc.OUTSIDE_FARMLAND, 1),
+        (arc.ZONING_CONFLICTS, 1),
+        (arc.OCCUPATION, 1),
+    ]
+    # and the balance, in a job without protection inputs
     core = ("parcels", "soil", "counties", "region")
     core_on_cluster = run("core_dask", {"by": "county"}, core, scheduler=cluster.scheduler_address)
-    assert [name for name, _ in stacked[5:]] == [arc.PIECES, arc.BALANCE]
-    grid = run("grid", {"by": "grid", "grid_size_m": 3000.0}, scheduler=cluster.scheduler_address)
+    assert stacked[8:] == [(arc.BALANCE, 1)]
     monkeypatch.undo()
     assert_same_archive(run("core", {"by": "none"}, core), core_on_cluster)
     for parted in (
