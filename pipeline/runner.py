@@ -2094,7 +2094,10 @@ def _merge_in_tasks(executor: Executor, merged: Merged, folder: Path) -> dict[st
     # what the tasks need of the partitions: where their files are (not the keys they read)
     light = [dataclasses.replace(p, read_keys={}, used_keys={}) for p in merge.partials]
     paths = [folder / f"{j}.gpkg" for j in range(len(jobs))]
-    sizes = [sum(merge.partials[k].rows(arc.PIECES) for k in m) for m in merge.groups]
+    sizes = [
+        sum(merge.partials[k].rows(arc.PIECES) for k in m if merge.partials[k].has(arc.PIECES))
+        for m in merge.groups
+    ]
     tasks = [
         (
             str(j),
