@@ -680,6 +680,8 @@ def stack_layer(parts: list[StackPart], target: str | Path, name: str) -> None:
         con.execute(table)
         rtree = None if geometry is None else f"rtree_{first}_{geometry[0]}"
         ids, boxes, extents, rows = [], [], [], 0
+        #: each part's layer's index leaves, read once (runs of one layer's rows share them)
+        leaves: dict[tuple[Path, str], tuple[np.ndarray, np.ndarray]] = {}
         for path, layer, lo, hi in parts:
             with _attached(con, path):
                 where = "" if lo is None else f" WHERE {fid} >= {int(lo)} AND {fid} < {int(hi)}"
@@ -697,7 +699,9 @@ def stack_layer(parts: list[StackPart], target: str | Path, name: str) -> None:
                 )
                 con.execute("COMMIT")
                 if rtree is not None and count:
-                    found, box = _rtree_leaves(con, f"rtree_{layer}_{geometry[0]}")
+                    if (path, layer) not in leaves:
+                        leaves[path, layer] = _rtree_leaves(con, f"rtree_{layer}_{geometry[0]}")
+                    found, box = leaves[path, layer]
                     keep = (found >= low) & (found <= high)
                     ids.append(found[keep] + shift)
                     boxes.append(box[keep])
@@ -723,9 +727,13 @@ def stack_layer(parts: list[StackPart], target: str | Path, name: str) -> None:
                         np.concatenate(ids),
                         np.concatenate(boxes),
                     )
-            for meta in ("gpkg_contents", "gpkg_geometry_columns", "gpkg_extensions"):
+            for meta in (
+                "gpkg_contents",
+                "gpkg_geometry_columns",
+                "gpkg_extensions",
+                "gpkg_ogr_contents",
+            ):
                 _copy_rows(con, meta, "table_name", first, as_name=name)
-            _copy_rows(con, "gpkg_ogr_contents", "table_name", first, as_name=name)
             con.execute(
                 "UPDATE gpkg_ogr_contents SET feature_count = ? WHERE table_name = ?", (rows, name)
             )

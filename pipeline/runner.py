@@ -2553,7 +2553,7 @@ class _GroupMerge:
             group = self.balance
         else:
             group = functools.partial(self.layer, name=name)
-        kinds = self._zone_kinds() if name == arc.ZONING_CONFLICTS else [None]
+        kinds = self.layout.kinds if name == arc.ZONING_CONFLICTS else [None]
 
         def parts() -> Iterator[tuple[pd.DataFrame, pa.Array | None]]:
             self.merged[name] = 0
@@ -2578,10 +2578,6 @@ class _GroupMerge:
         rows = sum(p.rows(name) for p in self.partials if p.has(name))
         if self.merged.get(name, 0) != rows:  # a row in no group: never leave it out unsaid
             raise InvariantError(f"layer {name}: {self.merged.get(name, 0)} of {rows} rows merged")
-
-    def _zone_kinds(self) -> list[int]:
-        """The ranks (:data:`_ZONE_ORDER`) of the zone kinds in HTGD_GHCT, in order."""
-        return self.layout.kinds
 
     def _chunks(
         self, frame: pd.DataFrame, name: str, spatial: bool
