@@ -26,6 +26,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import shapely
 from pyproj import CRS, Transformer
@@ -1088,8 +1089,7 @@ def archive_pieces(
         geometry=black.geometry.to_numpy(),
         crs=pieces.crs,
     )
-    order = np.lexsort((out["TRBM"].to_numpy(), out["BSM"].to_numpy(), out["XZQDM"].to_numpy()))
-    out = out.iloc[order].reset_index(drop=True)
+    out = out.iloc[_text_order(out, _SORT_KEYS)].reset_index(drop=True)
     seq = out.groupby("XZQDM", sort=False).cumcount() + 1
     out["DABH"] = "HT" + out["XZQDM"].astype(str) + str(year) + seq.astype(str).str.zfill(7)
     return out
@@ -1109,8 +1109,7 @@ def archive_balance(balance: pd.DataFrame, parcels: gpd.GeoDataFrame) -> pd.Data
         out[col] = balance[col].to_numpy()
     out["BALANCED"] = out["BALANCED"].astype(np.int32)
     out["SLIVERS"] = out["SLIVERS"].astype(np.int32)
-    order = np.lexsort((out["BSM"].to_numpy(), out["XZQDM"].to_numpy()))
-    return out.iloc[order].reset_index(drop=True)
+    return out.iloc[_text_order(out, ("XZQDM", "BSM"))].reset_index(drop=True)
 
 
 def _zone_columns(columns: list[str]) -> list[str]:
@@ -2381,14 +2380,12 @@ class _GroupMerge:
             columns = list(dict.fromkeys([*_SORT_KEYS, "DABH", *columns]))
         pieces = self.fields(g, arc.PIECES, columns)
         if g not in self.order:
-            self.order[g] = np.lexsort(
-                [pieces[c].to_numpy().astype(str) for c in reversed(_SORT_KEYS)]
-            ).astype(np.int32)
+            self.order[g] = _text_order(pieces, _SORT_KEYS).astype(np.int32)
             pieces = pieces.iloc[self.order[g]].reset_index(drop=True)
             seq = pieces.groupby("XZQDM", sort=False).cumcount().to_numpy(np.int32) + 1
             k, row = pieces["_k"].to_numpy(), pieces["_row"].to_numpy()
             counties = pieces["XZQDM"].to_numpy().astype(str)
-            dabh = pieces["DABH"].to_numpy().astype(str)
+            dabh = pieces["DABH"].to_numpy()
             for member in self.groups[g]:
                 at = k == member
                 if member not in self.seq:
@@ -2438,19 +2435,16 @@ class _GroupMerge:
 
     def _numbers(self, counties: np.ndarray, seq: np.ndarray) -> np.ndarray:
         """DABH: HT, county code, survey year, number in the county (7 digits)."""
-        return (
-            "HT"
-            + pd.Series(counties).astype(str)
-            + str(self.year)
-            + pd.Series(seq).astype(str).str.zfill(7)
-        ).to_numpy()
+        number = pc.utf8_lpad(pc.cast(pa.array(seq), pa.string()), 7, "0")
+        text = pa.array(counties, pa.string())
+        dabh = pc.binary_join_element_wise("HT", text, str(self.year), number, "")
+        return dabh.to_numpy(zero_copy_only=False)
 
     def balance(self, g: int) -> pd.DataFrame:
         """Group ``g``'s balance rows, sorted by (county, BSM); its checks made on the way."""
         balance = self.fields(g, arc.BALANCE)
         self._check(g, balance)
-        order = np.lexsort((balance["BSM"].to_numpy().astype(str), balance["XZQDM"].to_numpy()))
-        return balance.iloc[order].reset_index(drop=True)
+        return balance.iloc[_text_order(balance, ("XZQDM", "BSM"))].reset_index(drop=True)
 
     def _check(self, g: int, balance: pd.DataFrame | None = None) -> None:
         """Group ``g``'s balance checks (from its balance rows, read here if not given)."""
@@ -2598,7 +2592,27 @@ class _GroupMerge:
 
 def _old_numbers(dabh: np.ndarray) -> np.ndarray:
     """A partition's piece numbers: the last 7 digits of DABH (NaN where there are none)."""
-    return pd.to_numeric(pd.Series(dabh).astype(str).str[-7:], errors="coerce").to_numpy(float)
+    text = pa.array(dabh, from_pandas=True)
+    if not _is_text(text):  # no number at all (a column of missing values)
+        return np.full(len(dabh), np.nan)
+    tail = pc.utf8_slice_codeunits(text, -7)
+    digits = pc.if_else(pc.utf8_is_digit(tail), tail, pa.scalar(None, text.type))
+    return pc.cast(digits, pa.float64()).to_numpy(zero_copy_only=False)
+
+
+def _is_text(array: pa.Array) -> bool:
+    return pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
+
+
+def _text_order(frame: pd.DataFrame, keys: tuple[str, ...]) -> np.ndarray:
+    """The rows' order by ``keys`` compared as text, stable (as numpy's lexsort of them as
+    ``str``): Arrow's sort where every key is text with no value missing (7x faster on
+    a county's pieces), else numpy's."""
+    arrays = [pa.array(frame[c], from_pandas=True) for c in keys]
+    if all(_is_text(a) and a.null_count == 0 for a in arrays):
+        table = pa.table(dict(zip(keys, arrays, strict=True)))
+        return pc.sort_indices(table, sort_keys=[(c, "ascending") for c in keys]).to_numpy()
+    return np.lexsort([frame[c].to_numpy().astype(str) for c in reversed(keys)])
 
 
 def _zone_rank(frame: pd.DataFrame) -> np.ndarray:

@@ -1027,6 +1027,43 @@ def test_merge_keeps_text_columns_compact():
     assert _rows(parts, "B")["BSM"].tolist() == ["1", "2"]
 
 
+@pytest.mark.parametrize("kind", ["str", "object", "missing", "numbers"])
+def test_rows_are_ordered_as_text_whatever_the_columns_hold(kind):
+    """The merge's order (Arrow's sort where it can) is numpy's stable lexsort of the keys as
+    text: code-point order beyond ASCII, ties in row order, missing values as 'None'/'nan'."""
+    from pipeline.runner import _text_order
+
+    rng = np.random.default_rng(7)
+    words = np.array(["220122", "220183", "22012", "黑土", "黑", "Z", "a", ""], dtype=object)
+    frame = pd.DataFrame(
+        {
+            "XZQDM": words[rng.integers(0, 3, 400)],
+            "BSM": words[rng.integers(0, len(words), 400)],
+            "TRBM": words[rng.integers(0, 4, 400)],
+        }
+    )
+    if kind == "str":
+        frame = frame.astype("str")
+    elif kind == "missing":
+        frame.loc[rng.integers(0, 400, 30), "BSM"] = None
+    elif kind == "numbers":
+        frame["TRBM"] = rng.integers(0, 20, 400)  # 10 before 9, as text
+    keys = ("XZQDM", "BSM", "TRBM")
+    expected = np.lexsort([frame[c].to_numpy().astype(str) for c in reversed(keys)])
+    assert np.array_equal(_text_order(frame, keys), expected)
+
+
+def test_old_numbers_are_the_last_seven_digits_or_none():
+    from pipeline.runner import _old_numbers
+
+    dabh = np.array(
+        ["HT22012220240000012", None, "HT2201222024", "HT220122202400000x1", ""], object
+    )
+    got = _old_numbers(dabh)
+    assert got[0] == 12 and got[2] == 1222024 and np.isnan(got[[1, 3, 4]]).all()
+    assert np.isnan(_old_numbers(np.array([None, np.nan], dtype=object))).all()
+
+
 def test_merge_groups_hold_whole_counties_in_code_order():
     """The merge goes one county at a time, in code order, with every partition that has rows
     of it (a partition across county lines gives its rows to each); counties next to each
