@@ -615,6 +615,11 @@ def _columns(con: sqlite3.Connection, schema: str, table: str, leave_out: str = 
     return ", ".join(f'"{r[1]}"' for r in info if r[1] != leave_out)
 
 
+def _same_columns(con: sqlite3.Connection, side: str, main: str) -> bool:
+    """Table ``side`` of the attached part has the columns of ``main``'s, in the same order."""
+    return _columns(con, "side", side) == _columns(con, "main", main)
+
+
 def _copy_rows(
     con: sqlite3.Connection, table: str, key: str, value: object, as_name: object = None
 ) -> None:
@@ -691,12 +696,18 @@ def stack_layer(parts: list[StackPart], target: str | Path, name: str) -> None:
                 if count and high - low + 1 != count:
                     raise ValueError(f"{path} layer {layer}: rows not numbered one after another")
                 shift = rows - (low or 0) + 1
-                others = _columns(con, "side", layer, leave_out=fid)
+                if lo is None and shift == 0 and _same_columns(con, layer, name):
+                    # a whole layer into the empty table: SQLite copies its records as they
+                    # are (its transfer optimisation, twice as fast)
+                    insert = f'INSERT INTO main."{name}" SELECT * FROM side."{layer}"'
+                else:  # column by column, by name
+                    others = _columns(con, "side", layer, leave_out=fid)
+                    insert = (
+                        f'INSERT INTO main."{name}" ({fid}, {others}) SELECT {fid} + {shift}, '
+                        f'{others} FROM side."{layer}"{where} ORDER BY {fid}'
+                    )
                 con.execute("BEGIN")
-                con.execute(
-                    f'INSERT INTO main."{name}" SELECT {fid} + {shift}, {others} '
-                    f'FROM side."{layer}"{where} ORDER BY {fid}'
-                )
+                con.execute(insert)
                 con.execute("COMMIT")
                 if rtree is not None and count:
                     if (path, layer) not in leaves:

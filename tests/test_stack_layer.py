@@ -91,6 +91,7 @@ def test_a_stacked_layer_is_its_parts_written_as_one(tmp_path: Path) -> None:
             "SELECT table_name, data_type, identifier, min_x, min_y, max_x, max_y, srs_id "
             "FROM gpkg_contents",
             "SELECT * FROM gpkg_ogr_contents",
+            "SELECT * FROM sqlite_sequence ORDER BY name",
             "SELECT * FROM gpkg_geometry_columns",
             "SELECT * FROM gpkg_extensions",
             "SELECT type, name, tbl_name FROM sqlite_master ORDER BY name",
@@ -132,6 +133,20 @@ def test_a_stacked_table_and_a_stack_of_empty_parts(tmp_path: Path) -> None:
     assert _rtree_ok(target) == {"rtree_A_geom": "ok", "rtree_E_geom": "ok"}
     with pytest.raises(OutputError, match="cannot stack layer T: it is there already"):
         arc.stack_layer([(files[0], "T", None, None)], target, "T")
+
+
+def test_parts_with_the_columns_in_another_order_are_copied_by_name(tmp_path: Path) -> None:
+    """The first rows come whole from a part (copied record by record where its columns are
+    the table's); a part whose columns stand in another order is copied column by column."""
+    empty = arc.write_layers(tmp_path / "empty.gpkg", {"T": _table(0).astype({"key": "str"})})
+    swapped = arc.write_layers(tmp_path / "swapped.gpkg", {"T": _table(3)[["value", "key"]]})
+    same = arc.write_layers(tmp_path / "same.gpkg", {"T": _table(2)})
+    target = arc.write_layers(tmp_path / "target.gpkg", {"A": _squares(2)})
+    arc.stack_layer([(f, "T", None, None) for f in (empty, swapped, same)], target, "T")
+    got = pyogrio.read_dataframe(target, layer="T", fid_as_index=True)
+    assert list(got.columns) == ["key", "value"]
+    assert got["key"].tolist() == ["k0", "k1", "k2", "k0", "k1"]
+    assert got["value"].tolist() == [0, 1, 2, 0, 1] and got.index.tolist() == [1, 2, 3, 4, 5]
 
 
 def test_the_packed_index_rounds_boxes_outward_as_sqlite_does() -> None:
