@@ -1090,9 +1090,18 @@ def archive_pieces(
         crs=pieces.crs,
     )
     out = out.iloc[_text_order(out, _SORT_KEYS)].reset_index(drop=True)
-    seq = out.groupby("XZQDM", sort=False).cumcount() + 1
-    out["DABH"] = "HT" + out["XZQDM"].astype(str) + str(year) + seq.astype(str).str.zfill(7)
+    seq = out.groupby("XZQDM", sort=False).cumcount().to_numpy() + 1
+    dabh = _piece_numbers(out["XZQDM"].to_numpy(), seq, year)
+    out["DABH"] = pd.Series(dabh, index=out.index, dtype="str")  # text even with no pieces
     return out
+
+
+def _piece_numbers(counties: np.ndarray, seq: np.ndarray, year: int) -> np.ndarray:
+    """DABH: HT, county code, survey year, number in the county (7 digits)."""
+    number = pc.utf8_lpad(pc.cast(pa.array(seq), pa.string()), 7, "0")
+    text = pa.array(counties, pa.string())
+    dabh = pc.binary_join_element_wise("HT", text, str(year), number, "")
+    return dabh.to_numpy(zero_copy_only=False)
 
 
 def archive_balance(balance: pd.DataFrame, parcels: gpd.GeoDataFrame) -> pd.DataFrame:
@@ -2408,7 +2417,7 @@ class _GroupMerge:
         for member in np.unique(k).tolist():
             at = k == member
             seq[at] = self.seq[member][row[at]]
-        pieces["DABH"] = self._numbers(pieces["XZQDM"].to_numpy(), seq)
+        pieces["DABH"] = _piece_numbers(pieces["XZQDM"].to_numpy(), seq, self.year)
         return pieces
 
     def _county_starts(
@@ -2432,13 +2441,6 @@ class _GroupMerge:
                 "their order"
             )
         return starts
-
-    def _numbers(self, counties: np.ndarray, seq: np.ndarray) -> np.ndarray:
-        """DABH: HT, county code, survey year, number in the county (7 digits)."""
-        number = pc.utf8_lpad(pc.cast(pa.array(seq), pa.string()), 7, "0")
-        text = pa.array(counties, pa.string())
-        dabh = pc.binary_join_element_wise("HT", text, str(self.year), number, "")
-        return dabh.to_numpy(zero_copy_only=False)
 
     def balance(self, g: int) -> pd.DataFrame:
         """Group ``g``'s balance rows, sorted by (county, BSM); its checks made on the way."""
@@ -2533,7 +2535,7 @@ class _GroupMerge:
             count = np.where(found, starts["count"].to_numpy()[where], 0)
             known = found & (old[at] >= 1) & (old[at] <= count)  # False where no number
             row = first[known] + old[at][known].astype(np.int64) - 1
-            dabh[at[known]] = self._numbers(counties[at][known], self.seq[member][row])
+            dabh[at[known]] = _piece_numbers(counties[at][known], self.seq[member][row], self.year)
         frame["DABH"] = dabh
         return _merge_protection(name, frame, self.single, self.names)
 
