@@ -127,6 +127,8 @@ class Executor:
         self.workers, self.scheduler = workers, scheduler
         self._cluster: Any = None
         self._client: Any = None
+        self._starting: threading.Thread | None = None
+        self._start_error: BaseException | None = None
 
     @property
     def distributed(self) -> bool:
@@ -145,6 +147,33 @@ class Executor:
 
     def __enter__(self) -> Executor:
         return self
+
+    def start(self) -> None:
+        """Start the cluster (or connect to the scheduler) in a background thread, so that what
+        the caller does meanwhile (planning the partitions) overlaps with the workers' start;
+        the first batch of tasks waits for it, and an error starting it is raised there. Nothing
+        to start in this process."""
+        if not self.distributed or self._client is not None or self._starting is not None:
+            return
+
+        def connect() -> None:
+            try:
+                self._connect()
+            except BaseException as err:  # raised again in the caller's thread
+                self._start_error = err
+
+        self._starting = threading.Thread(target=connect, name="blacksoil-cluster", daemon=True)
+        self._starting.start()
+
+    def _started(self) -> None:
+        """Wait for a start begun by :meth:`start`, raising its error."""
+        starting, self._starting = self._starting, None
+        if starting is None:
+            return
+        starting.join()
+        err, self._start_error = self._start_error, None
+        if err is not None:
+            raise err
 
     def __exit__(self, *_: object) -> None:
         self.close()
@@ -169,6 +198,8 @@ class Executor:
     def _connect(self) -> Any:
         from distributed import Client, LocalCluster
 
+        if self._starting is not None and threading.current_thread() is not self._starting:
+            self._started()
         if self._client is not None:
             return self._client
         if self.scheduler is not None:
@@ -193,6 +224,9 @@ class Executor:
         return self._client
 
     def close(self) -> None:
+        if self._starting is not None:
+            self._starting.join()  # a cluster still starting is closed once it has started
+            self._starting = self._start_error = None
         client, cluster, self._client, self._cluster = self._client, self._cluster, None, None
         try:
             if client is not None:

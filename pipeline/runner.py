@@ -1816,6 +1816,17 @@ def _lock_file(handle: IO[str]) -> None:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
+@dataclass(frozen=True)
+class _Job:
+    """A partitioned job as planned: its partitions, work folder, each partition's fingerprint
+    and the partitions still to run, largest first."""
+
+    plan: tuple[Partition, ...]
+    workdir: Path
+    stamps: dict[str, str]
+    todo: list[Partition]
+
+
 def _run_partitioned(
     cfg: SurveyConfig,
     *,
@@ -1829,7 +1840,49 @@ def _run_partitioned(
     if cfg.partition.by == "none" and (workers or scheduler):
         # a cluster needs partitions to share out: counties, as the issue's natural unit
         cfg = dataclasses.replace(cfg, partition=dataclasses.replace(cfg.partition, by="county"))
-    t0 = time.perf_counter()
+    job: _Job | None = None
+    try:
+        with Executor(workers, scheduler) as executor:
+            executor.start()  # the workers start while this process plans the partitions
+            t0 = time.perf_counter()
+            job = _plan_job(cfg, resume=resume, progress=progress)
+            plan, workdir = job.plan, job.workdir
+            t_plan = time.perf_counter() - t0
+            threads = 1 if (workers or scheduler) else None
+            tasks = [
+                (p.name, (cfg, p, plan, workdir, job.stamps[p.name], threads)) for p in job.todo
+            ]
+            t1 = time.perf_counter()
+            _, failed = executor.run(run_partition, tasks, progress=progress)
+            t_parts = time.perf_counter() - t1
+            if failed:
+                raise InputError(_failed_message(failed, len(plan), workdir))
+            progress("merging the partitions")
+            t2 = time.perf_counter()
+            folders = [workdir / p.name for p in plan]
+            partials = [_read_partial(f) for f in folders]
+            t_collect = time.perf_counter() - t2
+            outcome = _finish(
+                cfg,
+                partials,
+                overwrite=overwrite,
+                progress=progress,
+                merge_timings={"plan": t_plan, "partitions": t_parts, "collect": t_collect},
+                executor=executor,
+                workdir=workdir,
+            )
+    except KeyboardInterrupt as err:
+        if job is None:  # while planning: nothing ran yet
+            raise
+        done = sum(_is_done(job.workdir / p.name, job.stamps[p.name]) for p in job.plan)
+        raise Interrupted(_interrupted_message(done, len(job.plan), job.workdir)) from err
+    shutil.rmtree(workdir, ignore_errors=True)
+    return outcome
+
+
+def _plan_job(cfg: SurveyConfig, *, resume: bool, progress: Progress) -> _Job:
+    """The job's partitions, its work folder (emptied unless ``resume``), the renamed duplicate
+    ids, and each partition's fingerprint, by which a resumed job skips those done before."""
     plan = tuple(plan_partitions(cfg))
     workdir = work_folder(cfg.output.path)
     if not resume and workdir.exists():
@@ -1864,43 +1917,14 @@ def _run_partitioned(
         for p in plan
     }
     done = [p for p in plan if _is_done(workdir / p.name, stamps[p.name])]
-    todo = [p for p in plan if p not in done]
     progress(
         f"{len(plan)} partition(s) by {plan[0].kind if len(plan) == 1 else cfg.partition.by}"
         + (f"; {len(done)} done before, resumed" if done else "")
     )
-    t_plan = time.perf_counter() - t0
-    threads = 1 if (workers or scheduler) else None
     # the largest partitions first (stable: plan order among equals), so that on a cluster a
     # big county does not start last and run alone
-    todo = sorted(todo, key=lambda p: -p.size)
-    tasks = [(p.name, (cfg, p, plan, workdir, stamps[p.name], threads)) for p in todo]
-    try:
-        with Executor(workers, scheduler) as executor:
-            t1 = time.perf_counter()
-            _, failed = executor.run(run_partition, tasks, progress=progress)
-            t_parts = time.perf_counter() - t1
-            if failed:
-                raise InputError(_failed_message(failed, len(plan), workdir))
-            progress("merging the partitions")
-            t2 = time.perf_counter()
-            folders = [workdir / p.name for p in plan]
-            partials = [_read_partial(f) for f in folders]
-            t_collect = time.perf_counter() - t2
-            outcome = _finish(
-                cfg,
-                partials,
-                overwrite=overwrite,
-                progress=progress,
-                merge_timings={"plan": t_plan, "partitions": t_parts, "collect": t_collect},
-                executor=executor,
-                workdir=workdir,
-            )
-    except KeyboardInterrupt as err:
-        done = sum(_is_done(workdir / p.name, stamps[p.name]) for p in plan)
-        raise Interrupted(_interrupted_message(done, len(plan), workdir)) from err
-    shutil.rmtree(workdir, ignore_errors=True)
-    return outcome
+    todo = sorted((p for p in plan if p not in done), key=lambda p: -p.size)
+    return _Job(plan, workdir, stamps, todo)
 
 
 def _file_counties(fields: list[pd.DataFrame | None]) -> list[set[str]]:

@@ -3,6 +3,9 @@ the same archive as the in-process run."""
 
 from __future__ import annotations
 
+import threading
+from typing import ClassVar
+
 import pytest
 from test_partitions import assert_same_archive, survey, three_county_job
 
@@ -184,3 +187,58 @@ def test_a_failed_partition_prints_no_traceback_from_the_workers(capfd):
     }
     err = capfd.readouterr().err
     assert "Compute Failed" not in err and "Traceback" not in err, err
+
+
+class _SlowClient:
+    """Stands in for ``distributed.Client``: connecting waits for ``go``, or fails with
+    ``error``; closing is recorded."""
+
+    go: ClassVar[threading.Event | None] = None
+    error: ClassVar[Exception | None] = None
+    closed: ClassVar[list[str]] = []
+
+    def __init__(self, address, timeout=None):
+        if self.error is not None:
+            raise self.error
+        self.go.wait(10)
+        self.address = address
+
+    def close(self):
+        self.closed.append(self.address)
+
+
+def test_the_cluster_starts_in_the_background_and_is_closed_with_the_executor(monkeypatch):
+    """``Executor.start`` returns at once (the survey plans its partitions meanwhile); the first
+    batch waits for the connection, and closing the executor closes it, even mid-start."""
+    from pipeline.executors import Executor
+
+    monkeypatch.setattr(distributed, "Client", _SlowClient)
+    monkeypatch.setattr(_SlowClient, "go", threading.Event())
+    monkeypatch.setattr(_SlowClient, "closed", [])
+    with Executor(scheduler="tcp://127.0.0.1:1") as ex:
+        ex.start()
+        assert ex._client is None  # still connecting
+        _SlowClient.go.set()
+        assert ex._connect().address == "tcp://127.0.0.1:1"
+    assert _SlowClient.closed == ["tcp://127.0.0.1:1"]
+
+    monkeypatch.setattr(_SlowClient, "go", threading.Event())
+    ex = Executor(scheduler="tcp://127.0.0.1:2")
+    ex.start()
+    threading.Timer(0.2, _SlowClient.go.set).start()
+    ex.close()  # waits for the start, then closes what it started
+    assert _SlowClient.closed == ["tcp://127.0.0.1:1", "tcp://127.0.0.1:2"]
+
+
+def test_a_scheduler_that_cannot_be_reached_is_said_when_the_tasks_start(monkeypatch):
+    """An error met connecting in the background is raised, as one line, where the tasks
+    would run, not lost in the starting thread."""
+    from pipeline.errors import UsageError
+    from pipeline.executors import Executor
+
+    monkeypatch.setattr(distributed, "Client", _SlowClient)
+    monkeypatch.setattr(_SlowClient, "error", OSError("Timed out trying to connect"))
+    with Executor(scheduler="tcp://127.0.0.1:1") as ex:
+        ex.start()
+        with pytest.raises(UsageError, match=r"--scheduler tcp://127.0.0.1:1: cannot reach"):
+            ex.run(pow, [("a", (2, 3))])
