@@ -44,6 +44,89 @@ def overlapping(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return shapely.relate_pattern(a, b, "T********")
 
 
+def _mix(z: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: each bit of the 64-bit words moves about half the bits of the
+    result (so do the few high bits of a round coordinate's float)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def unshared_edges(geoms: np.ndarray) -> np.ndarray:
+    """Which polygons have an edge (a segment between two vertices) that no other polygon
+    shares the other way round, vertex for vertex: in a coverage (parcels that neither overlap
+    nor leave gaps, drawn on common vertices) only those on its outer edge and those whose
+    neighbours' vertices do not match theirs.
+
+    Where polygons overlap, some of them has such an edge and lies in the overlap: the number of
+    polygons over a point changes only across an unshared edge, so the edge of an overlapped
+    area is one, and the polygon it bounds on the overlapped side overlaps another. So only the
+    polygons this names need be paired to learn whether any overlap at all.
+
+    Rings are taken anticlockwise for shells and clockwise for holes, so that a shared edge runs
+    one way in each of its two polygons. Valid polygons; missing and empty ones have no edge.
+
+    Examples
+    --------
+    >>> import shapely
+    >>> grid = [shapely.box(i, j, i + 1, j + 1) for j in range(3) for i in range(3)]
+    >>> unshared_edges(np.array(grid)).astype(int).tolist()  # only the middle one is inside
+    [1, 1, 1, 1, 0, 1, 1, 1, 1]
+    >>> grid[4] = shapely.box(1, 1, 2, 2, ccw=False)  # drawn clockwise: the same
+    >>> bool(unshared_edges(np.array(grid))[4])
+    False
+    >>> unshared_edges(np.array(grid + [grid[4]]))[[4, 9]].tolist()  # there twice
+    [True, True]
+    """
+    geoms = np.asarray(geoms, dtype=object)
+    flagged = np.zeros(len(geoms), dtype=bool)
+    simple = shapely.get_type_id(geoms) == shapely.GeometryType.POLYGON
+    simple[simple] = shapely.get_num_interior_rings(geoms[simple]) == 0
+    # rings: each simple polygon is its shell; the others' parts' rings, shell first
+    parts, part_of = shapely.get_parts(geoms[~simple], return_index=True)
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    shell = np.ones(len(rings), dtype=bool)
+    shell[1:] = ring_part[1:] != ring_part[:-1]
+    owner = np.concatenate([np.flatnonzero(simple), np.flatnonzero(~simple)[part_of[ring_part]]])
+    shell = np.concatenate([np.ones(int(simple.sum()), dtype=bool), shell])
+    rings = np.concatenate([geoms[simple], rings])
+    counts = shapely.get_num_coordinates(rings)
+    xy = shapely.get_coordinates(rings) + 0.0  # (-0.0 is 0.0, bit for bit)
+    if len(xy) == 0:
+        return flagged
+    ends = np.cumsum(counts)
+    x, y = xy[:, 0], xy[:, 1]
+    # a segment from each vertex but the ring's closing one
+    first = np.ones(len(xy), dtype=bool)
+    first[ends[counts > 0] - 1] = False
+    seg = np.flatnonzero(first)
+    ring = np.repeat(np.arange(len(rings)), counts)[seg]
+    # twice the signed area of each ring: positive anticlockwise
+    twice = np.bincount(ring, x[seg] * y[seg + 1] - x[seg + 1] * y[seg], minlength=len(rings))
+    turn = (twice < 0) == shell  # clockwise shells and anticlockwise holes run the other way
+    a = np.where(turn[ring], seg + 1, seg)
+    b = np.where(turn[ring], seg, seg + 1)
+    # the undirected segment (lower end first) and which way the ring runs along it
+    back = (x[a] > x[b]) | ((x[a] == x[b]) & (y[a] > y[b]))
+    lo, hi = np.where(back, b, a), np.where(back, a, b)
+    key = np.stack([x[lo], y[lo], x[hi], y[hi]], axis=1)
+    bits = key.view(np.uint64)
+    mixed = _mix(_mix(_mix(_mix(bits[:, 0]) ^ bits[:, 1]) ^ bits[:, 2]) ^ bits[:, 3])
+    order = np.argsort(mixed)
+    mixed, key = mixed[order], key[order]
+    new = np.ones(len(order), dtype=bool)
+    new[1:] = mixed[1:] != mixed[:-1]
+    group = np.cumsum(new) - 1
+    # a group of segments with one key but other coordinates (a collision) is never shared
+    other = ~new
+    other[1:] &= np.any(key[1:] != key[:-1], axis=1)
+    collided = np.bincount(group, other) > 0
+    way = np.where(back[order], -1, 1)
+    shared = (np.bincount(group) == 2) & (np.bincount(group, way) == 0) & ~collided
+    flagged[owner[ring[order[~shared[group]]]]] = True
+    return flagged
+
+
 def parcel_shapes(
     geoms: np.ndarray, files: np.ndarray, fids: np.ndarray, ids: np.ndarray
 ) -> pd.DataFrame:

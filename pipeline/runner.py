@@ -402,34 +402,86 @@ def _county_codes(
     return code
 
 
-def _log_overlapping_parcels(parcels: gpd.GeoDataFrame, qa: QALog) -> None:
+def _log_overlapping_parcels(
+    parcels: gpd.GeoDataFrame, qa: QALog, others: np.ndarray | None = None
+) -> None:
     """Parcels of a land survey do not overlap; where they do, both keep their official area (the
-    survey works parcel by parcel) and the QA log names the pair and the shared area."""
+    survey works parcel by parcel) and the QA log names the pair and the shared area (more than
+    :data:`crossing.MIN_SHARED`), on the later parcel of the pair. ``others``: the geometries of
+    the parcels read beside them (not cultivated), with which they make a coverage."""
     geoms = parcels.geometry.to_numpy()
-    # the coverage validator finds the few suspect parcels fast; only those are paired
-    try:
-        suspect = np.flatnonzero(~shapely.is_empty(shapely.coverage_invalid_edges(geoms)))
-    except shapely.errors.GEOSException:
-        suspect = np.arange(len(geoms))
-    if len(suspect) == 0:
+    if _no_overlap(geoms, others):
         return
-    tree = shapely.STRtree(geoms)
-    pairs = [tree.query(geoms[suspect], predicate=p) for p in ("overlaps", "contains", "within")]
-    a = suspect[np.concatenate([p[0] for p in pairs])]
-    b = np.concatenate([p[1] for p in pairs])
-    keep = a != b
-    a, b = a[keep], b[keep]
-    a, b = np.minimum(a, b), np.maximum(a, b)
-    if len(a) == 0:
-        return
-    a, b = np.unique(np.stack([a, b]), axis=1)
-    shared = shapely.area(safe_intersection(geoms[a], geoms[b]))
-    real = shared > crossing.MIN_SHARED
+    a, b, shared = _overlapping_pairs(geoms, _overlap_seeds(geoms))
     ids = parcels["id"].to_numpy()
-    for i, j, area in zip(a[real], b[real], shared[real], strict=True):
+    for i, j, area in zip(a, b, shared, strict=True):
         qa.add(
             "parcels", [ids[j]], "overlap", crossing.overlap_problem(ids[i], area), crossing.ACTION
         )
+
+
+def _no_overlap(geoms: np.ndarray, others: np.ndarray | None) -> bool:
+    """Whether it is sure, cheaply, that no two of ``geoms`` overlap: together with the valid
+    polygons among ``others`` they make a coverage whose edges are all shared (see
+    :func:`crossing.unshared_edges`) but for those of a few polygons, on its outer edge, and
+    those few overlap nothing. (The cultivated parcels alone leave holes where the others lie:
+    most of them have an edge along one.)"""
+    every = geoms
+    if others is not None and len(others):
+        polygonal = (shapely.GeometryType.POLYGON, shapely.GeometryType.MULTIPOLYGON)
+        fit = np.isin(shapely.get_type_id(others), polygonal)
+        fit[fit] = shapely.is_valid(others[fit])
+        every = np.concatenate([geoms, others[fit]])
+    seeds = np.flatnonzero(crossing.unshared_edges(every))
+    if len(seeds) > len(every) // 8:
+        return False
+    near, b = shapely.STRtree(every).query(every[seeds])
+    a = seeds[near]
+    return not crossing.overlapping(every[a[a != b]], every[b[a != b]]).any()
+
+
+def _overlap_seeds(geoms: np.ndarray) -> np.ndarray:
+    """Parcels from which every overlap can be found: those with an edge no other parcel
+    shares (:func:`crossing.unshared_edges`; in a survey's coverage, the few on the partition's
+    outer edge and where vertices do not match). Where those are many (the parcels' vertices do
+    not match their neighbours'), those that the coverage validator finds an edge of inside
+    another parcel, fewer to pair."""
+    seeds = np.flatnonzero(crossing.unshared_edges(geoms))
+    if len(seeds) <= len(geoms) // 8:
+        return seeds
+    try:
+        return np.flatnonzero(~shapely.is_empty(shapely.coverage_invalid_edges(geoms)))
+    except shapely.errors.GEOSException:
+        return np.arange(len(geoms))
+
+
+def _overlapping_pairs(
+    geoms: np.ndarray, seeds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs ``(i, j)``, ``i < j``, of polygons whose interiors meet over more than
+    :data:`crossing.MIN_SHARED`, and that area, found from ``seeds``: each seed is paired with
+    its neighbours, and so in turn are the neighbours of every polygon in such an overlap (an
+    overlapped area may run on under them, past polygons whose edges are all shared)."""
+    tree = shapely.STRtree(geoms)
+    paired = np.zeros(len(geoms), dtype=bool)
+    none = np.empty(0, dtype=np.intp)
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [(none, none, np.empty(0))]
+    todo = np.unique(seeds)
+    while len(todo):
+        paired[todo] = True
+        near, b = tree.query(geoms[todo])
+        a = todo[near]
+        a, b = a[a != b], b[a != b]
+        hit = crossing.overlapping(geoms[a], geoms[b])
+        a, b = np.minimum(a[hit], b[hit]), np.maximum(a[hit], b[hit])
+        shared = shapely.area(safe_intersection(geoms[a], geoms[b]))
+        real = shared > crossing.MIN_SHARED
+        found.append((a[real], b[real], shared[real]))
+        _, around = tree.query(geoms[np.unique(np.concatenate([a[real], b[real]]))])
+        todo = np.unique(around[~paired[around]])
+    a, b, shared = (np.concatenate(x) for x in zip(*found, strict=True))
+    first = np.unique(a.astype(np.int64) * len(geoms) + b, return_index=True)[1]
+    return a[first], b[first], shared[first]
 
 
 def load_inputs(
@@ -462,6 +514,7 @@ def load_inputs(
     landuse = parcels["landuse"].astype(object).where(parcels["landuse"].notna(), None)
     cultivated = landuse.isin(cfg.cultivated_codes).to_numpy()
     counts["parcels_not_cultivated"] = int((~cultivated).sum())
+    others = parcels.geometry.to_numpy()[~cultivated]
     parcels = parcels[cultivated].reset_index(drop=True)
     # why there is nothing to survey: an error for a job; a partition goes on where it owns
     # change parcels (they are analysed even with no cultivated parcel beside them)
@@ -481,7 +534,8 @@ def load_inputs(
     parcels = _clean(parcels, "parcels", parcels["id"].to_numpy(), qa)
     if len(parcels) == 0 and not empty:
         nothing(f"{describe(spec)}: no cultivated parcel has a usable polygon geometry")
-    _log_overlapping_parcels(parcels, qa)
+    _log_overlapping_parcels(parcels, qa, others)
+    del others
 
     counties = None
     if cfg.inputs.counties is not None:
