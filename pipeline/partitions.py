@@ -37,6 +37,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyogrio
 from pyproj import CRS, Transformer
 
@@ -226,6 +228,11 @@ def _county_column(spec: InputSpec, field: str) -> pd.Series:
 
 def county_codes(values: pd.Series) -> pd.Series:
     """The county code (first 6 digits, when they are digits) of each value; None otherwise."""
+    if isinstance(values.dtype, pd.StringDtype):  # text: Arrow's kernels, as str's methods
+        text = pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(pa.array(values.array)), 0, 6)
+        good = pc.fill_null(pc.match_substring_regex(text, r"^\p{Nd}{6}$"), False)
+        codes = pc.if_else(good, text, None).to_numpy(zero_copy_only=False)
+        return pd.Series(codes, index=values.index, dtype=object)
     raw = values.astype(object)
     text = raw.where(raw.notna(), "").astype(str).str.strip().str[:6]
     good = text.str.fullmatch(r"\d{6}").to_numpy(dtype=bool)
@@ -301,8 +308,11 @@ def _safe_name(text: str) -> str:
 def _by_county_field(spec: InputSpec, field: str, max_parcels: int = 0) -> list[Partition]:
     column = _county_column(spec, field)
     codes = county_codes(column)
-    sizes = codes.value_counts()
-    found = sorted(sizes.index)
+    number, known = pd.factorize(codes)  # each parcel's county as a number; -1: none
+    counts = np.bincount(number[number >= 0], minlength=len(known))
+    sizes = dict(zip(known.tolist(), counts.tolist(), strict=True))
+    numbers = {code: k for k, code in enumerate(known.tolist())}
+    found = sorted(sizes)
     splittable = not is_parquet(spec.path)
     big = {c for c in found if max_parcels and sizes[c] > max_parcels} if splittable else set()
     if big:  # the bounding boxes of all parcels, read once, in the order of the county column
@@ -323,14 +333,14 @@ def _by_county_field(spec: InputSpec, field: str, max_parcels: int = 0) -> list[
             size=int(sizes[code]),
         )
         if code in big:
-            parts.extend(split_county(county, bounds[(codes == code).to_numpy()], max_parcels))
+            mine = number == numbers[code]
+            parts.extend(split_county(county, bounds[mine], max_parcels))
         else:
             parts.append(county)
-    if codes.isna().any():
+    if (number < 0).any():
         where = other_where(field, found)
-        parts.append(
-            Partition(OTHER, "other", where=where, files=(spec.path,), size=int(codes.isna().sum()))
-        )
+        size = int((number < 0).sum())
+        parts.append(Partition(OTHER, "other", where=where, files=(spec.path,), size=size))
     if not parts:
         raise InputError(f"{spec.path}: no parcels to partition")
     return parts

@@ -183,8 +183,15 @@ def single(job) -> dict[str, pd.DataFrame]:
 
 
 def test_county_codes_take_six_digits_and_refuse_the_rest():
-    codes = county_codes(pd.Series(["2201221001", " 220183", "22A183", None, "2201"]))
-    assert codes.tolist() == ["220122", "220183", None, None, None]
+    values = ["2201221001", " 220183", "22A183", None, "2201", "\u3000２２０１８３ ", "", "2201 22"]
+    expected = ["220122", "220183", None, None, None, "２２０１８３", None, None]
+    for dtype in ("str", object):  # Arrow's kernels for text, Python's str for the rest
+        assert county_codes(pd.Series(values, dtype=dtype)).tolist() == expected
+    assert county_codes(pd.Series([220122, 2201831001.0, np.nan])).tolist() == [
+        "220122",
+        "220183",
+        None,
+    ]
 
 
 def test_combine_where_ands_the_filters():
