@@ -167,10 +167,10 @@ class Executor:
 
     def _started(self) -> None:
         """Wait for a start begun by :meth:`start`, raising its error."""
-        starting, self._starting = self._starting, None
-        if starting is None:
+        if self._starting is None:
             return
-        starting.join()
+        self._starting.join()  # (interrupted, the start is still there for close to wait for)
+        self._starting = None
         err, self._start_error = self._start_error, None
         if err is not None:
             raise err
