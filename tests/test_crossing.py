@@ -127,8 +127,8 @@ def test_unshared_edges_of_a_coverage_are_on_its_outer_edge_and_where_vertices_d
 
 def test_unshared_edges_follow_holes_and_the_parts_of_multipolygons():
     cells = grid(7)
-    # cell 24 (row 3, column 3) with a hole that cell 49, an island, fills; cells 16 and 32
-    # as one MultiPolygon; every edge still shared the other way round
+    # cell 24 (row 3, column 3) with a hole that an island, the last cell, fills; cells 16
+    # and 32 as one MultiPolygon; every edge still shared the other way round
     island = shapely.box(330, 330, 370, 370)
     cells[24] = cells[24].difference(island)
     cells.append(shapely.Polygon(island.exterior.coords[::-1]))  # drawn clockwise
