@@ -367,13 +367,12 @@ def _county_codes(
 ) -> pd.Series:
     """County code (XZQDM) of each feature: the county field's first 6 digits (ZLDWDM of a
     parcel, XZQDM of a change parcel), else the county it lies in."""
-    n = len(parcels)
-    code = pd.Series([None] * n, dtype=object)
-    if "county" in parcels:
-        raw = parcels["county"].astype(object)
-        text = raw.where(raw.notna(), "").astype(str).str.strip().str[:6]
-        good = text.str.fullmatch(r"\d{6}")
-        code[good.to_numpy()] = text[good].to_numpy()
+    code = pd.Series(
+        county_codes(parcels["county"]).to_numpy()
+        if "county" in parcels
+        else np.full(len(parcels), None, dtype=object),
+        dtype=object,
+    )
     todo = code.isna().to_numpy()
     if todo.any() and counties is not None:
         points = shapely.point_on_surface(parcels.geometry.to_numpy()[todo])
