@@ -127,8 +127,7 @@ class Executor:
         self.workers, self.scheduler = workers, scheduler
         self._cluster: Any = None
         self._client: Any = None
-        self._starting: threading.Thread | None = None
-        self._start_error: BaseException | None = None
+        self._starting: Background | None = None
 
     @property
     def distributed(self) -> bool:
@@ -155,25 +154,7 @@ class Executor:
         to start in this process."""
         if not self.distributed or self._client is not None or self._starting is not None:
             return
-
-        def connect() -> None:
-            try:
-                self._connect()
-            except BaseException as err:  # raised again in the caller's thread
-                self._start_error = err
-
-        self._starting = threading.Thread(target=connect, name="blacksoil-cluster", daemon=True)
-        self._starting.start()
-
-    def _started(self) -> None:
-        """Wait for a start begun by :meth:`start`, raising its error."""
-        if self._starting is None:
-            return
-        self._starting.join()  # (interrupted, the start is still there for close to wait for)
-        self._starting = None
-        err, self._start_error = self._start_error, None
-        if err is not None:
-            raise err
+        self._starting = Background(self._open, "blacksoil-cluster")
 
     def __exit__(self, *_: object) -> None:
         self.close()
@@ -196,12 +177,19 @@ class Executor:
         return _on_dask(func, tasks, tally, self._connect(), stop_on_error)
 
     def _connect(self) -> Any:
+        """The client, once the start begun by :meth:`start` (its error raised here) or begun
+        now is done."""
+        if self._starting is not None:
+            self._starting.result()  # (interrupted, it stays for close to wait for)
+            self._starting = None
+        if self._client is None:
+            self._open()
+        return self._client
+
+    def _open(self) -> None:
+        """Connect to the scheduler, or start the local cluster."""
         from distributed import Client, LocalCluster
 
-        if self._starting is not None and threading.current_thread() is not self._starting:
-            self._started()
-        if self._client is not None:
-            return self._client
         if self.scheduler is not None:
             try:
                 self._client = Client(self.scheduler, timeout="20s")
@@ -209,7 +197,7 @@ class Executor:
                 raise UsageError(
                     f"--scheduler {self.scheduler}: cannot reach the dask scheduler ({err})"
                 ) from err
-            return self._client
+            return
         self._cluster = LocalCluster(
             n_workers=self.workers,
             threads_per_worker=1,
@@ -221,12 +209,11 @@ class Executor:
             preload=[__name__],  # its dask_setup: the workers leave Ctrl-C to this process
         )
         self._client = Client(self._cluster)
-        return self._client
 
     def close(self) -> None:
         if self._starting is not None:
-            self._starting.join()  # a cluster still starting is closed once it has started
-            self._starting = self._start_error = None
+            self._starting.wait()  # a cluster still starting is closed once it has started
+            self._starting = None
         client, cluster, self._client, self._cluster = self._client, self._cluster, None, None
         try:
             if client is not None:
@@ -234,6 +221,35 @@ class Executor:
         finally:
             if cluster is not None:
                 cluster.close()
+
+
+class Background:
+    """``func()`` run in a thread of its own, started at once; :meth:`result` waits for it and
+    gives what it returned, or raises what it raised, in the caller's thread."""
+
+    def __init__(self, func: Callable[[], Any], name: str) -> None:
+        self._outcome: tuple[Any, BaseException | None] = (None, None)
+
+        def run() -> None:
+            try:
+                self._outcome = (func(), None)
+            except BaseException as err:  # raised again by result(), in the caller's thread
+                self._outcome = (None, err)
+
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Wait for the call to end."""
+        self._thread.join()
+
+    def result(self) -> Any:
+        """Wait for the call to end; what it returned, or raise what it raised."""
+        self._thread.join()
+        value, err = self._outcome
+        if err is not None:
+            raise err
+        return value
 
 
 def _in_process(

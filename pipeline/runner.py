@@ -15,7 +15,6 @@ import logging
 import os
 import platform
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from . import crossing
 from .codes import BLACK_SOIL_GROUPS, LANDUSE_NAMES, M2_PER_HECTARE, M2_PER_MU
 from .config import PROTECTION_INPUTS, InputSpec, RasterSpec, SurveyConfig
 from .errors import InputError, Interrupted, InvariantError, OutputError, UsageError
-from .executors import Executor, release_memory
+from .executors import Background, Executor, release_memory
 from .ids import (
     FILE,
     cultivated_fields,
@@ -2196,26 +2195,17 @@ def _merge_in_tasks(executor: Executor, merged: Merged, folder: Path) -> dict[st
         )
         for j in sorted(range(len(jobs)), key=lambda j: -sum(sizes[g] for g in jobs[j][0]))
     ]  # fmt: skip
-    outcome: list[tuple[dict[str, dict[str, object]], BaseException | None]] = []
-
-    def run() -> None:
-        try:
-            outcome.append((executor.run(_merge_group, tasks, stop_on_error=True)[0], None))
-        except BaseException as err:  # raised again in this process's thread, at the stack
-            outcome.append(({}, err))
-
-    thread = threading.Thread(target=run, name="blacksoil-merge", daemon=True)
-    thread.start()
+    running = Background(
+        lambda: executor.run(_merge_group, tasks, stop_on_error=True)[0], "blacksoil-merge"
+    )
     kinds: dict[int, dict[int, int]] = {}
 
     def collect() -> None:
-        """Wait for the tasks; their summaries and checks into ``merge`` (once)."""
+        """Wait for the tasks (their error raised here, at the stack); their summaries and
+        checks into ``merge`` (once)."""
         if kinds:
             return
-        thread.join()
-        results, error = outcome[0]
-        if error is not None:
-            raise error
+        results = running.result()
         for j, (groups, _) in enumerate(jobs):
             done = results[str(j)]
             for local, g in enumerate(groups):
