@@ -406,24 +406,16 @@ def _log_overlapping_parcels(
     """Parcels of a land survey do not overlap; where they do, both keep their official area (the
     survey works parcel by parcel) and the QA log names the pair and the shared area (more than
     :data:`crossing.MIN_SHARED`), on the later parcel of the pair. ``others``: the geometries of
-    the parcels read beside them (not cultivated), with which they make a coverage."""
+    the parcels read beside them (not cultivated), with which they make a coverage.
+
+    Where polygons overlap, one with an edge no other polygon shares (:func:`crossing.
+    unshared_edges`) lies in the overlap. The parcels together with the valid polygons among
+    ``others`` make a coverage in which those are few (on its outer edge, and where vertices
+    do not match): where none of them overlaps another, nothing overlaps. Otherwise the pairs
+    are found from the parcels' own such polygons (:func:`_overlapping_pairs`); where those are
+    many (the parcels alone leave holes where the others lie, and vertices may not match their
+    neighbours'), from those the coverage validator finds an edge of inside another parcel."""
     geoms = parcels.geometry.to_numpy()
-    if _no_overlap(geoms, others):
-        return
-    a, b, shared = _overlapping_pairs(geoms, _overlap_seeds(geoms))
-    ids = parcels["id"].to_numpy()
-    for i, j, area in zip(a, b, shared, strict=True):
-        qa.add(
-            "parcels", [ids[j]], "overlap", crossing.overlap_problem(ids[i], area), crossing.ACTION
-        )
-
-
-def _no_overlap(geoms: np.ndarray, others: np.ndarray | None) -> bool:
-    """Whether it is sure, cheaply, that no two of ``geoms`` overlap: together with the valid
-    polygons among ``others`` they make a coverage whose edges are all shared (see
-    :func:`crossing.unshared_edges`) but for those of a few polygons, on its outer edge, and
-    those few overlap nothing. (The cultivated parcels alone leave holes where the others lie:
-    most of them have an edge along one.)"""
     every = geoms
     if others is not None and len(others):
         polygonal = (shapely.GeometryType.POLYGON, shapely.GeometryType.MULTIPOLYGON)
@@ -431,26 +423,24 @@ def _no_overlap(geoms: np.ndarray, others: np.ndarray | None) -> bool:
         fit[fit] = shapely.is_valid(others[fit])
         every = np.concatenate([geoms, others[fit]])
     seeds = np.flatnonzero(crossing.unshared_edges(every))
-    if len(seeds) > len(every) // 8:
-        return False
-    near, b = shapely.STRtree(every).query(every[seeds])
-    a = seeds[near]
-    return not crossing.overlapping(every[a[a != b]], every[b[a != b]]).any()
-
-
-def _overlap_seeds(geoms: np.ndarray) -> np.ndarray:
-    """Parcels from which every overlap can be found: those with an edge no other parcel
-    shares (:func:`crossing.unshared_edges`; in a survey's coverage, the few on the partition's
-    outer edge and where vertices do not match). Where those are many (the parcels' vertices do
-    not match their neighbours'), those that the coverage validator finds an edge of inside
-    another parcel, fewer to pair."""
-    seeds = np.flatnonzero(crossing.unshared_edges(geoms))
-    if len(seeds) <= len(geoms) // 8:
-        return seeds
-    try:
-        return np.flatnonzero(~shapely.is_empty(shapely.coverage_invalid_edges(geoms)))
-    except shapely.errors.GEOSException:
-        return np.arange(len(geoms))
+    if len(seeds) <= len(every) // 8:
+        near, b = shapely.STRtree(every).query(every[seeds])
+        a = seeds[near]
+        if not crossing.overlapping(every[a[a != b]], every[b[a != b]]).any():
+            return
+        if every is not geoms:  # the parcels' own
+            seeds = np.flatnonzero(crossing.unshared_edges(geoms))
+    if len(seeds) > len(geoms) // 8:  # (also where those of ``every`` were too many)
+        try:
+            seeds = np.flatnonzero(~shapely.is_empty(shapely.coverage_invalid_edges(geoms)))
+        except shapely.errors.GEOSException:
+            seeds = np.arange(len(geoms))
+    a, b, shared = _overlapping_pairs(geoms, seeds)
+    ids = parcels["id"].to_numpy()
+    for i, j, area in zip(a, b, shared, strict=True):
+        qa.add(
+            "parcels", [ids[j]], "overlap", crossing.overlap_problem(ids[i], area), crossing.ACTION
+        )
 
 
 def _overlapping_pairs(
