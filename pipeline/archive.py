@@ -23,6 +23,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyogrio
 import shapely
 from pyproj import CRS
@@ -431,9 +432,27 @@ def as_multipolygons(geoms: np.ndarray) -> np.ndarray:
     return out
 
 
+#: the WKB header of a two-dimensional MultiPolygon of one part (little-endian): the part's
+#: own WKB follows it
+_ONE_PART = pa.scalar(b"\x01\x06\x00\x00\x00\x01\x00\x00\x00", pa.binary())
+
+
 def wkb_array(geoms: np.ndarray) -> pa.Array:
-    """Geometries as an Arrow binary array of WKB MultiPolygons (missing ones null)."""
-    return pa.array(shapely.to_wkb(as_multipolygons(geoms)), type=pa.binary())
+    """Geometries as an Arrow binary array of WKB MultiPolygons (missing ones null), as
+    :func:`as_multipolygons` makes them: a two-dimensional Polygon's WKB behind the header of
+    a MultiPolygon of one part, without making the MultiPolygon."""
+    geoms = np.asarray(geoms, dtype=object)
+    polygon = shapely.get_type_id(geoms) == shapely.GeometryType.POLYGON
+    flat = polygon & ~shapely.has_z(geoms)
+    raised = polygon & ~flat  # with Z: the header would differ
+    if raised.any():
+        geoms = geoms.copy()
+        geoms[raised] = shapely.multipolygons(geoms[raised][:, None])
+    wkb = pa.array(shapely.to_wkb(geoms, byte_order=1), type=pa.binary())
+    if not flat.any():
+        return wkb
+    headed = pc.binary_join_element_wise(_ONE_PART, wkb, pa.scalar(b"", pa.binary()))
+    return pc.if_else(pa.array(flat), headed, wkb)
 
 
 def field_dictionary(

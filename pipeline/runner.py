@@ -69,7 +69,7 @@ from .protection import (
     analyse_protection,
     balance_from_cents,
 )
-from .qa import QALog, as_text, clean_polygons
+from .qa import QALog, as_string, as_text, clean_polygons
 from .quality import add_quality, quality_fields, quality_rows, quality_table
 from .soil_raster import soil_from_raster
 from .sources import FID, describe, layer_fingerprint, read_layer
@@ -85,6 +85,8 @@ from .survey import (
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+#: a column's values for a frame to be built of: text in Arrow storage, or a numpy array
+Column = np.ndarray | pd.api.extensions.ExtensionArray
 
 #: protection areas on the pieces that the county summary adds up (where the analysis ran)
 PROTECTION_SUMMARY = ("JBNT_MJ", "CZKF_MJ", "STHX_MJ", "JSZY_MJ")
@@ -1074,16 +1076,32 @@ def _county_names(inputs: Inputs) -> dict[str, str]:
     )
 
 
-def _text(frame: pd.DataFrame, col: str, rows: np.ndarray) -> np.ndarray:
+def _text(frame: pd.DataFrame, col: str, rows: np.ndarray) -> Column:
+    """Column ``col`` of ``frame`` at ``rows``, as stripped text (missing values, or all where
+    there is no such column, missing), in pandas' Arrow string storage: no Python strings made,
+    and none for the frame built of it to convert back."""
     if col not in frame:
         return np.full(len(rows), None, dtype=object)
-    return as_text(frame[col])[rows]
+    return as_string(frame[col]).astype("str").array.take(rows)
+
+
+def _take(column: pd.Series, rows: np.ndarray | None = None) -> Column:
+    """A column's values (at ``rows``): text kept in its Arrow storage, other values as
+    objects, as a frame built of them infers them."""
+    if isinstance(column.dtype, pd.StringDtype):
+        text = column.astype("str").array
+        return text if rows is None else text.take(rows)
+    values = column.to_numpy(dtype=object)
+    return values if rows is None else values[rows]
 
 
 def _lookup(keys: object, table: dict[str, str], missing: object) -> np.ndarray:
-    """``table[key]`` for each key (vectorised), ``missing`` where a key is not in the table."""
-    values = pd.Series(keys, dtype=object).map(table).astype(object)
-    return values.where(values.notna(), missing).to_numpy(dtype=object)
+    """``table[key]`` for each key, ``missing`` where a key is missing or not in the table
+    (each distinct key looked up once)."""
+    codes, uniq = pd.factorize(pd.Series(keys, copy=False).reset_index(drop=True))
+    found = [table.get(k) for k in uniq.tolist()]
+    values = np.array([missing if v is None else v for v in found] + [missing], dtype=object)
+    return values[codes]  # code -1 (a missing key): the last value
 
 
 def archive_pieces(
@@ -1096,26 +1114,29 @@ def archive_pieces(
     """
     black = pieces[pieces["cls"].to_numpy() == BLACK]
     rows = black["parcel"].to_numpy()
-    county = parcels["XZQDM"].to_numpy(dtype=object)[rows]
+    county = _take(parcels["XZQDM"], rows)
     landuse = _text(parcels, "landuse", rows)
     landuse_name = _text(parcels, "landuse_name", rows)
-    known = np.array([LANDUSE_NAMES.get(c) for c in landuse], dtype=object)
-    landuse_name = np.where(pd.isna(landuse_name), known, landuse_name)
+    unnamed = np.asarray(pd.isna(landuse_name))
+    if unnamed.any():  # the official name of the land-use code
+        landuse_name = landuse_name.copy()
+        landuse_name[unnamed] = _lookup(landuse, LANDUSE_NAMES, None)[unnamed]
+    soil_id = black["soil_id"]
     out = gpd.GeoDataFrame(
         {
             "DABH": "",
-            "BSM": parcels["id"].to_numpy(dtype=object)[rows],
+            "BSM": _take(parcels["id"], rows),
             "TBBH": _text(parcels, "number", rows),
             "XZQDM": county,
             "XZQMC": _lookup(county, names, ""),
             "ZLDWDM": _text(parcels, "county", rows),
             "DLBM": landuse,
             "DLMC": landuse_name,
-            "TL": black["group"].to_numpy(dtype=object),
+            "TL": _take(black["group"]),
             "TLDM": _lookup(black["group"], BLACK_SOIL_GROUPS, None),
-            "TRLX": black["soil_type"].astype(object).to_numpy(),
-            "YL": black["subtype"].astype(object).to_numpy(),
-            "TRBM": black["soil_id"].astype(str).to_numpy(),
+            "TRLX": _take(black["soil_type"]),
+            "YL": _take(black["subtype"]),
+            "TRBM": _take(soil_id) if soil_id.dtype == "str" else soil_id.astype(str).to_numpy(),
             "MJ": np.round(black["MJ"].to_numpy(), 4),
             "TBMJ": black["TBMJ"].to_numpy(),
             "KCXS": parcels["deduction_rate"].to_numpy(float)[rows]
@@ -1151,8 +1172,8 @@ def archive_balance(balance: pd.DataFrame, parcels: gpd.GeoDataFrame) -> pd.Data
     rows = balance["parcel"].to_numpy()
     out = pd.DataFrame(
         {
-            "BSM": parcels["id"].to_numpy(dtype=object)[rows],
-            "XZQDM": parcels["XZQDM"].to_numpy(dtype=object)[rows],
+            "BSM": _take(parcels["id"], rows),
+            "XZQDM": _take(parcels["XZQDM"], rows),
             "DLBM": _text(parcels, "landuse", rows),
         }
     )
@@ -1716,6 +1737,8 @@ def _log_progress(message: str) -> None:
     logger.info("%s", message)
 
 
+#: the type ids of a layer of MultiPolygons once Polygons are made so (missing: -1)
+_POLYGONAL_OR_MISSING = (-1, shapely.GeometryType.POLYGON, shapely.GeometryType.MULTIPOLYGON)
 #: how the partial results are stored: LZ4 without dictionaries writes them in two thirds of the
 #: time of the default (Snappy, dictionaries), and the merge reads them in half, the files no larger
 _PARTIAL_PARQUET = {"compression": "lz4", "use_dictionary": False}
@@ -1728,11 +1751,13 @@ def _write_partial(folder: Path, partial: PartialResult, stamp: str) -> None:
         frame = frame.reset_index(drop=True)
         if isinstance(frame, gpd.GeoDataFrame):
             # MultiPolygons, as the archive declares: the merge passes the WKB on as it is
-            frame = frame.copy()
-            frame["geometry"] = gpd.GeoSeries(
-                arc.as_multipolygons(frame.geometry.to_numpy()), crs=frame.crs, index=frame.index
-            )
-            frame.to_parquet(path, index=False, **_PARTIAL_PARQUET)
+            geoms = frame.geometry.to_numpy()
+            attrs = pd.DataFrame(frame.drop(columns=frame.geometry.name))
+            table = pa.Table.from_pandas(attrs, preserve_index=False)
+            table = table.append_column("geometry", arc.wkb_array(geoms))
+            polygonal = np.isin(shapely.get_type_id(geoms), _POLYGONAL_OR_MISSING).all()
+            table = _as_geoparquet(table, frame.crs, polygonal)
+            pq.write_table(table, path, **_PARTIAL_PARQUET)
             geo.append(name)
         else:
             pd.DataFrame(frame).to_parquet(path, index=False, **_PARTIAL_PARQUET)
@@ -2972,26 +2997,32 @@ def write_parquet_archive(
 def _write_parquet_stream(path: Path, stream: arc.LayerStream) -> None:
     """A streamed layer as one Parquet file, written a chunk at a time: GeoParquet 1.0 (WKB
     MultiPolygons, the CRS as PROJJSON) for a spatial layer."""
-    geo = None
-    if stream.crs is not None:
-        column = {"encoding": "WKB", "geometry_types": ["MultiPolygon"]}
-        column["crs"] = stream.crs.to_json_dict()
-        geo = {"version": "1.0.0", "primary_column": "geometry", "columns": {"geometry": column}}
     writer: pq.ParquetWriter | None = None
     try:
         for attrs, wkb in stream.chunks():
             table = pa.Table.from_pandas(attrs, schema=stream.schema, preserve_index=False)
-            if geo is not None:
+            if stream.crs is not None:
                 table = table.append_column("geometry", wkb.cast(pa.binary()))
+                table = _as_geoparquet(table, stream.crs)
             if writer is None:
-                meta = dict(table.schema.metadata or {})
-                if geo is not None:
-                    meta[b"geo"] = json.dumps(geo).encode()
-                writer = pq.ParquetWriter(path, table.schema.with_metadata(meta))
+                writer = pq.ParquetWriter(path, table.schema)
             writer.write_table(table)
     finally:
         if writer is not None:
             writer.close()
+
+
+def _as_geoparquet(table: pa.Table, crs: CRS | None, multipolygons: bool = True) -> pa.Table:
+    """``table`` with GeoParquet 1.0 metadata for its column "geometry": WKB in ``crs`` (its
+    PROJJSON), of MultiPolygons (and missing values) only, or else of types not declared."""
+    column = {
+        "encoding": "WKB",
+        "geometry_types": ["MultiPolygon"] if multipolygons else [],
+        "crs": crs.to_json_dict() if crs is not None else None,
+    }
+    geo = {"version": "1.0.0", "primary_column": "geometry", "columns": {"geometry": column}}
+    meta = {**(table.schema.metadata or {}), b"geo": json.dumps(geo).encode()}
+    return table.replace_schema_metadata(meta)
 
 
 def _write_by_county(folder: Path, pieces: gpd.GeoDataFrame | arc.LayerStream) -> None:

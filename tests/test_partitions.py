@@ -773,6 +773,30 @@ def test_resume_redoes_a_partition_whose_results_are_damaged(job, single, damage
     assert_same_archive(single, resumed)
 
 
+def test_partial_results_are_geoparquet_with_the_archives_pieces(job, single):
+    """A partition's pieces in the work folder read as GeoParquet (MultiPolygons in the
+    partition's CRS) and are the archive's pieces of its county, shape for shape."""
+    import pyarrow.parquet as pq
+
+    cfg = {"partition": {"by": "county"}}
+    work = stop_before_merging(job, "partial", cfg)
+    pieces = single[arc.PIECES]
+    for county in ("220122", "220183"):
+        path = work / county / f"{arc.PIECES}.parquet"
+        part = gpd.read_parquet(path)
+        geo = json.loads(pq.read_schema(path).metadata[b"geo"])
+        assert geo["columns"]["geometry"]["geometry_types"] == ["MultiPolygon"]
+        assert part.crs == pieces.crs
+        assert set(part.geom_type) == {"MultiPolygon"}
+        mine = pieces[pieces["XZQDM"] == county]
+        assert len(part) == len(mine) > 0
+        ours = part.sort_values(["BSM", "TRBM"])
+        theirs = mine.sort_values(["BSM", "TRBM"])
+        assert ours["BSM"].tolist() == theirs["BSM"].tolist()
+        assert shapely.equals(ours.geometry.to_numpy(), theirs.geometry.to_numpy()).all()
+        assert np.allclose(ours["TBDLMJ"], theirs["TBDLMJ"], rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("damage", ["reversed", "not numbers"])
 def test_pieces_numbered_out_of_order_are_refused(job, damage):
     """The layers that refer to pieces are renumbered by each partition's own numbering (a

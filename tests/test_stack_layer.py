@@ -10,6 +10,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyogrio
 import pytest
 import shapely
@@ -236,3 +237,28 @@ def test_a_layer_that_cannot_be_stacked_is_named_with_the_archive_not_its_temp_f
         arc.write_archive(out, {"A": _squares(2), "B": stacked})
     assert str(raised.value).startswith(f"{out}: cannot write layer B (")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["part.gpkg"]
+
+
+def test_wkb_array_gives_multipolygons_as_shapely_writes_them():
+    """A Polygon's WKB behind a one-part MultiPolygon header is the MultiPolygon's WKB; a
+    MultiPolygon, a Polygon with Z, another type and a missing value go through shapely."""
+    geoms = np.array(
+        [
+            shapely.box(0, 0, 1, 1),
+            None,
+            shapely.Polygon([(0, 0), (4, 0), (4, 4), (0, 4)], [[(1, 1), (1, 2), (2, 2)]]),
+            shapely.MultiPolygon([shapely.box(0, 0, 1, 1), shapely.box(2, 2, 3, 3)]),
+            shapely.Polygon([(0, 0, 1), (1, 0, 1), (1, 1, 2)]),
+            shapely.Point(1, 2),
+        ],
+        dtype=object,
+    )
+    got = arc.wkb_array(geoms)
+    assert got.type == pa.binary()
+    expected = shapely.to_wkb(arc.as_multipolygons(geoms))
+    assert got.to_pylist() == expected.tolist()
+    back = shapely.from_wkb(got.to_numpy(zero_copy_only=False))
+    assert shapely.get_type_id(back).tolist() == [6, -1, 6, 6, 6, 0]
+    assert shapely.equals(back[[0, 2, 3]], geoms[[0, 2, 3]]).all()
+    assert shapely.has_z(back[4])
+    assert arc.wkb_array(np.array([], dtype=object)).to_pylist() == []
