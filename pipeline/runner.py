@@ -1077,9 +1077,9 @@ def _county_names(inputs: Inputs) -> dict[str, str]:
 
 
 def _text(frame: pd.DataFrame, col: str, rows: np.ndarray) -> Column:
-    """Column ``col`` of ``frame`` at ``rows``, as stripped text (missing values, or all where
-    there is no such column, missing), in pandas' Arrow string storage: no Python strings made,
-    and none for the frame built of it to convert back."""
+    """Column ``col`` of ``frame`` at ``rows`` as stripped text in pandas' Arrow string storage
+    (no Python strings made, and none for the frame built of it to convert back); missing
+    values stay missing, and all are missing where ``frame`` has no such column."""
     if col not in frame:
         return np.full(len(rows), None, dtype=object)
     return as_string(frame[col]).astype("str").array.take(rows)
