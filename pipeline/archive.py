@@ -447,7 +447,7 @@ def wkb_array(geoms: np.ndarray) -> pa.Array:
     raised = polygon & ~flat  # with Z: the header would differ
     if raised.any():
         geoms = geoms.copy()
-        geoms[raised] = shapely.multipolygons(geoms[raised][:, None])
+        geoms[raised] = as_multipolygons(geoms[raised])
     wkb = pa.array(shapely.to_wkb(geoms, byte_order=1), type=pa.binary())
     if not flat.any():
         return wkb

@@ -1098,7 +1098,7 @@ def _take(column: pd.Series, rows: np.ndarray | None = None) -> Column:
 def _lookup(keys: object, table: dict[str, str], missing: object) -> np.ndarray:
     """``table[key]`` for each key, ``missing`` where a key is missing or not in the table
     (each distinct key looked up once)."""
-    codes, uniq = pd.factorize(pd.Series(keys, copy=False).reset_index(drop=True))
+    codes, uniq = pd.factorize(pd.Series(keys, copy=False))
     found = [table.get(k) for k in uniq.tolist()]
     values = np.array([missing if v is None else v for v in found] + [missing], dtype=object)
     return values[codes]  # code -1 (a missing key): the last value
@@ -1121,7 +1121,6 @@ def archive_pieces(
     if unnamed.any():  # the official name of the land-use code
         landuse_name = landuse_name.copy()
         landuse_name[unnamed] = _lookup(landuse, LANDUSE_NAMES, None)[unnamed]
-    soil_id = black["soil_id"]
     out = gpd.GeoDataFrame(
         {
             "DABH": "",
@@ -1136,7 +1135,7 @@ def archive_pieces(
             "TLDM": _lookup(black["group"], BLACK_SOIL_GROUPS, None),
             "TRLX": _take(black["soil_type"]),
             "YL": _take(black["subtype"]),
-            "TRBM": _take(soil_id) if soil_id.dtype == "str" else soil_id.astype(str).to_numpy(),
+            "TRBM": _take(black["soil_id"].astype(str)),
             "MJ": np.round(black["MJ"].to_numpy(), 4),
             "TBMJ": black["TBMJ"].to_numpy(),
             "KCXS": parcels["deduction_rate"].to_numpy(float)[rows]
