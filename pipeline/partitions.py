@@ -305,10 +305,34 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^0-9A-Za-z_\-.]+", "_", text).strip("._") or "part"
 
 
+def _sqlite_fid(spec: InputSpec) -> str | None:
+    """The FID column of a layer whose ``where`` SQLite runs itself (GeoPackage, SQLite), by
+    which a range of FIDs is read from the table's own index; None for any other source."""
+    if is_parquet(spec.path):
+        return None
+    try:
+        info = pyogrio.read_info(spec.path, layer=spec.layer)
+    except Exception as err:
+        raise InputError(f"{spec.path}: cannot read the layer ({_short(err)})") from err
+    driver, fid = info.get("driver"), info.get("fid_column")
+    return fid if driver in ("GPKG", "SQLite") and fid else None
+
+
 def _by_county_field(spec: InputSpec, field: str, max_parcels: int = 0) -> list[Partition]:
     column = _county_column(spec, field)
     codes = county_codes(column)
     number, known = pd.factorize(codes)  # each parcel's county as a number; -1: none
+    fid = _sqlite_fid(spec)
+    # the stretch of FIDs each county's parcels lie in (-1: no county code): SQLite then reads
+    # that stretch of the table, not all of it, where the layer is stored county by county
+    stretch = pd.Series(column.index.to_numpy()).groupby(number).agg(["min", "max"])
+
+    def where(clause: str, k: int) -> str:
+        if fid is None:
+            return clause
+        lo, hi = stretch.loc[k]
+        return f"({_quote(fid)} BETWEEN {int(lo)} AND {int(hi)}) AND ({clause})"
+
     counts = np.bincount(number[number >= 0], minlength=len(known))
     sizes = dict(zip(known.tolist(), counts.tolist(), strict=True))
     numbers = {code: k for k, code in enumerate(known.tolist())}
@@ -327,7 +351,7 @@ def _by_county_field(spec: InputSpec, field: str, max_parcels: int = 0) -> list[
         county = Partition(
             code,
             "county",
-            where=county_where(field, [code]),
+            where=where(county_where(field, [code]), numbers[code]),
             files=(spec.path,),
             county=code,
             size=int(sizes[code]),
@@ -338,9 +362,9 @@ def _by_county_field(spec: InputSpec, field: str, max_parcels: int = 0) -> list[
         else:
             parts.append(county)
     if (number < 0).any():
-        where = other_where(field, found)
         size = int((number < 0).sum())
-        parts.append(Partition(OTHER, "other", where=where, files=(spec.path,), size=size))
+        other = where(other_where(field, found), -1)
+        parts.append(Partition(OTHER, "other", where=other, files=(spec.path,), size=size))
     if not parts:
         raise InputError(f"{spec.path}: no parcels to partition")
     return parts
