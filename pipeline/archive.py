@@ -432,27 +432,65 @@ def as_multipolygons(geoms: np.ndarray) -> np.ndarray:
     return out
 
 
-#: the WKB header of a two-dimensional MultiPolygon of one part (little-endian): the part's
-#: own WKB follows it
-_ONE_PART = pa.scalar(b"\x01\x06\x00\x00\x00\x01\x00\x00\x00", pa.binary())
+#: the WKB headers (little-endian, two-dimensional) of a MultiPolygon of one part, and of a
+#: Polygon of one ring
+_ONE_PART = b"\x01\x06\x00\x00\x00\x01\x00\x00\x00"
+_ONE_RING = b"\x01\x03\x00\x00\x00\x01\x00\x00\x00"
 
 
-def wkb_array(geoms: np.ndarray) -> pa.Array:
-    """Geometries as an Arrow binary array of WKB MultiPolygons (missing ones null), as
-    :func:`as_multipolygons` makes them: a two-dimensional Polygon's WKB behind the header of
-    a MultiPolygon of one part, without making the MultiPolygon."""
+def _binary(data: np.ndarray, offsets: np.ndarray) -> pa.Array:
+    """An Arrow large binary array over ``data`` (bytes), value i at offsets[i]:offsets[i + 1]."""
+    return pa.Array.from_buffers(
+        pa.large_binary(), len(offsets) - 1, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
+
+
+def _ring_wkb(geoms: np.ndarray, counts: np.ndarray, head: bytes) -> pa.Array:
+    """WKB of two-dimensional Polygons of one ring (no hole, not empty) of ``counts`` points,
+    written from their coordinates in a few array operations: ``head``, the ring's number of
+    points, its points (the bytes shapely writes, without a call per geometry)."""
+    n = len(geoms)
+    coords = np.ascontiguousarray(shapely.get_coordinates(geoms), dtype="<f8")
+    size = len(head) + 4
+    heads = np.empty((n, size), np.uint8)
+    heads[:, : len(head)] = np.frombuffer(head, np.uint8)
+    heads[:, len(head) :] = counts.astype("<u4").view(np.uint8).reshape(n, 4)
+    ends = np.zeros(n + 1, np.int64)
+    np.cumsum(counts * 16, out=ends[1:])
+    return pc.binary_join_element_wise(
+        _binary(heads, np.arange(n + 1, dtype=np.int64) * size),
+        _binary(coords, ends),
+        pa.scalar(b"", pa.large_binary()),
+    )
+
+
+def wkb_array(geoms: np.ndarray, multi: bool = True) -> pa.Array:
+    """Geometries as an Arrow binary array of WKB (missing ones null), Polygons as one-part
+    MultiPolygons as :func:`as_multipolygons` makes them (``multi=False``: as they are).
+
+    A two-dimensional Polygon without holes, the common case, is written from its coordinates
+    (:func:`_ring_wkb`); the others by shapely.
+    """
     geoms = np.asarray(geoms, dtype=object)
     polygon = shapely.get_type_id(geoms) == shapely.GeometryType.POLYGON
-    flat = polygon & ~shapely.has_z(geoms)
-    raised = polygon & ~flat  # with Z: the header would differ
-    if raised.any():
-        geoms = geoms.copy()
-        geoms[raised] = as_multipolygons(geoms[raised])
-    wkb = pa.array(shapely.to_wkb(geoms, byte_order=1), type=pa.binary())
-    if not flat.any():
-        return wkb
-    headed = pc.binary_join_element_wise(_ONE_PART, wkb, pa.scalar(b"", pa.binary()))
-    return pc.if_else(pa.array(flat), headed, wkb)
+    counts = np.zeros(len(geoms), dtype=np.int64)
+    counts[polygon] = shapely.get_num_coordinates(geoms[polygon])
+    plain = polygon & (counts > 0)  # not empty
+    plain[plain] = ~shapely.has_z(geoms[plain]) & (
+        shapely.get_num_interior_rings(geoms[plain]) == 0
+    )
+    fast = _ring_wkb(geoms[plain], counts[plain], (_ONE_PART if multi else b"") + _ONE_RING)
+    if plain.all():
+        return fast.cast(pa.binary())
+    others = geoms[~plain]
+    if multi:
+        others = as_multipolygons(others)
+    slow = pa.array(shapely.to_wkb(others, byte_order=1), type=pa.large_binary())
+    # back in the geometries' order: the plain ones first in the stack, then the others
+    order = np.empty(len(geoms), dtype=np.int64)
+    order[plain] = np.arange(plain.sum())
+    order[~plain] = plain.sum() + np.arange(len(others))
+    return pa.concat_arrays([fast, slow]).take(pa.array(order)).cast(pa.binary())
 
 
 def field_dictionary(

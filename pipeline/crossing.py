@@ -19,6 +19,7 @@ import pyarrow as pa
 import shapely
 from pyproj import CRS, Transformer
 
+from .archive import wkb_array
 from .overlay import safe_intersection
 from .qa import QA_COLUMNS
 from .sources import FID
@@ -142,7 +143,7 @@ def parcel_shapes(
     )
     for k, name in enumerate(BOUNDS):
         frame[name] = bounds[:, k]
-    frame["wkb"] = shapely.to_wkb(geoms)
+    frame["wkb"] = pd.arrays.ArrowExtensionArray(wkb_array(geoms, multi=False))
     return frame
 
 

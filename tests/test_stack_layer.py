@@ -262,3 +262,34 @@ def test_wkb_array_gives_multipolygons_as_shapely_writes_them():
     assert shapely.equals(back[[0, 2, 3]], geoms[[0, 2, 3]]).all()
     assert shapely.has_z(back[4])
     assert arc.wkb_array(np.array([], dtype=object)).to_pylist() == []
+
+
+@pytest.mark.parametrize("multi", [True, False])
+def test_wkb_array_writes_plain_polygons_from_their_coordinates(multi):
+    """Polygons of one ring (written from their coordinates, not by shapely) give shapely's
+    bytes, in their places among the others (holes, Z, empty, other types, missing)."""
+    rng = np.random.default_rng(3)
+    plain = shapely.buffer(shapely.points(rng.uniform(0, 1e6, (500, 2))), 20.0, quad_segs=3)
+    plain[7] = shapely.Polygon([(0.5, 0.25), (1e7, 0.125), (1e7, 4e6), (0.5, 0.25)])  # a triangle
+    others = [
+        None,
+        shapely.Polygon(),
+        shapely.Polygon([(0, 0), (4, 0), (4, 4), (0, 4)], [[(1, 1), (1, 2), (2, 2)]]),
+        shapely.Polygon([(0, 0, 1), (1, 0, 1), (1, 1, 2)]),
+        shapely.MultiPolygon([shapely.box(0, 0, 1, 1)]),
+        shapely.LineString([(0, 0), (1, 1)]),
+    ]
+    geoms = plain.astype(object)
+    for k, geom in enumerate(others):
+        geoms = np.insert(geoms, 60 * k + 3, geom)
+    got = arc.wkb_array(geoms, multi=multi)
+    assert got.type == pa.binary()
+    expected = shapely.to_wkb(arc.as_multipolygons(geoms) if multi else geoms)
+    assert got.to_pylist() == expected.tolist()
+    assert got.null_count == 1
+    # all plain: no reordering at all
+    alone = arc.wkb_array(plain, multi=multi)
+    assert (
+        alone.to_pylist()
+        == shapely.to_wkb(arc.as_multipolygons(plain) if multi else plain).tolist()
+    )
