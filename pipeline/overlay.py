@@ -14,7 +14,9 @@ How it is fast (DESIGN.md §6):
    no intersection at all; in a soil map with its gaps, one whose candidate parts all belong
    to one right polygon needs no test;
 3. only the pairs that cross a boundary are intersected, vectorised (shapely releases the GIL, so
-   chunks run on threads);
+   chunks run on threads); where the right polygons tile the left ones (a soil map with its
+   gaps), one right polygon, that of most candidate parts, gets no intersection at all: its
+   piece is the left polygon less the other pieces, one difference of two small polygons;
 4. the parts of one (left, right) pair that a subdivision line cut apart are merged back.
 """
 
@@ -77,6 +79,10 @@ def _map_chunks(
         )
     return np.concatenate(results)
 
+
+#: a remainder (a left polygon less its other pieces) smaller than this share of the left
+#: polygon is rounding, not area (a piece of a hectare below 1e-5 m²)
+_NOISE = 1e-9
 
 #: snap-rounding grid (m) for the rare intersections that fail in floating point
 _SNAP_GRID = 1e-6
@@ -264,6 +270,34 @@ def covers(right: np.ndarray, which: np.ndarray, left: np.ndarray) -> np.ndarray
         shapely.destroy_prepared(prepared)
 
 
+def _polygonal(pieces: np.ndarray) -> np.ndarray:
+    """The polygonal part of each result of an overlay operation; None where it has no area."""
+    odd = ~np.isin(shapely.get_type_id(pieces), (GeometryType.POLYGON, GeometryType.MULTIPOLYGON))
+    if odd.any():
+        pieces = pieces.copy()
+        pieces[odd] = polygonal_part(pieces[odd])
+    some = ~shapely.is_missing(pieces)
+    some[some] = shapely.area(pieces[some]) > 0
+    return np.where(some, pieces, None)
+
+
+def _remainders(
+    lefts: np.ndarray, rights: np.ndarray, ranks: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each left polygon among the (left, right part's owner) candidate pairs, the right
+    polygon that takes, by difference, what the others leave: of those of rank 0 or more, the
+    one of most candidate parts (ties: the lowest rank). Returns (left polygons, their right
+    polygons), sorted by left; a left polygon with no such candidate has none."""
+    n_right = len(ranks)
+    key, count = np.unique(lefts.astype(np.int64) * n_right + rights, return_counts=True)
+    left, right = key // n_right, key % n_right
+    able = ranks[right] >= 0
+    left, right, count = left[able], right[able], count[able]
+    order = np.lexsort((ranks[right], -count, left))
+    first = order[np.r_[True, left[order][1:] != left[order][:-1]]] if len(order) else order
+    return left[first].astype(np.intp), right[first].astype(np.intp)
+
+
 def overlay(
     left: np.ndarray,
     right: np.ndarray,
@@ -272,6 +306,7 @@ def overlay(
     threads: int = 1,
     complete: bool = False,
     disjoint: bool = True,
+    ranks: np.ndarray | None = None,
 ) -> OverlayResult:
     """Cut each left polygon by the (disjoint) right polygons.
 
@@ -292,6 +327,14 @@ def overlay(
     disjoint : bool
         False when right polygons may overlap one another (construction projects): a left
         polygon inside one right polygon is then still cut by the others.
+    ranks : ndarray of int, optional
+        With ``complete``: each right polygon's rank in an order that does not depend on the
+        run (a soil polygon's id), negative for one that may differ from run to run (a gap,
+        whose shape depends on the extent read). A left polygon cut by several right polygons
+        then takes the piece of one of them, of rank 0 or more, as what the others leave (one
+        difference instead of intersections with each of its parts): the one of most
+        candidate parts, ties to the lowest rank, so that every run chooses the same one and
+        the pieces are the same whatever part of the map a run reads.
 
     Returns
     -------
@@ -345,13 +388,17 @@ def overlay(
     else:
         cut = ~np.isin(li.astype(np.int64) * len(right) + ri, pair[inside])
     cli, cpi, cri = li[cut], pi[cut], ri[cut]
-    pieces = _map_chunks(safe_intersection, (left[cli], parts[cpi]), threads)
-    types = shapely.get_type_id(pieces)
-    odd = ~np.isin(types, (GeometryType.POLYGON, GeometryType.MULTIPOLYGON))
-    if odd.any():
-        pieces[odd] = polygonal_part(pieces[odd])
+    rest_left = rest_right = np.empty(0, np.intp)
+    if complete and disjoint and ranks is not None and len(cli):
+        # the right polygons tile each cut left polygon: one of them takes what the others
+        # leave, and its parts need no intersection (nor their pieces a union)
+        rest_left, rest_right = _remainders(cli, cri, np.asarray(ranks, dtype=np.int64))
+        rest_of = np.full(len(left), -1, dtype=np.intp)
+        rest_of[rest_left] = rest_right
+        other = cri != rest_of[cli]
+        cli, cpi, cri = cli[other], cpi[other], cri[other]
+    pieces = _polygonal(_map_chunks(safe_intersection, (left[cli], parts[cpi]), threads))
     keep = ~shapely.is_missing(pieces)
-    keep[keep] = shapely.area(pieces[keep]) > 0
     cli, cri, pieces = cli[keep], cri[keep], pieces[keep]
 
     # merge parts of one (left, right) pair split by subdivision lines
@@ -359,6 +406,28 @@ def overlay(
     uniq_key, merged = group_union(pieces, key, threads)
     cut_left = uniq_key // len(right)
     cut_right = uniq_key % len(right)
+
+    # the remainders: a left polygon less its other pieces (itself where it has none)
+    with_others, others = (
+        group_union(merged, cut_left, threads) if len(rest_left) else (rest_left, merged[:0])
+    )
+    alone = ~np.isin(rest_left, with_others)
+    cut_rest = rest_left[~alone]
+    rest = _polygonal(
+        _map_chunks(
+            safe_difference,
+            (left[cut_rest], others[np.searchsorted(with_others, cut_rest)]),
+            threads,
+        )
+    )
+    # where the remainder's polygon only comes near, rounding leaves a sliver of no real area
+    some = ~shapely.is_missing(rest)
+    some[some] = shapely.area(rest[some]) > _NOISE * shapely.area(left[cut_rest[some]])
+    whole_left = np.concatenate([whole_left, rest_left[alone]])
+    whole_right = np.concatenate([whole_right, rest_right[alone]])
+    cut_left = np.concatenate([cut_left, cut_rest[some]])
+    cut_right = np.concatenate([cut_right, rest_right[~alone][some]])
+    merged = np.concatenate([merged, rest[some]])
 
     all_left = np.concatenate([whole_left, cut_left])
     all_right = np.concatenate([whole_right, cut_right])

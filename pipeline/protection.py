@@ -748,6 +748,7 @@ def _change_analysis(
         max_vertices=max_vertices,
         threads=threads,
         complete=True,
+        ranks=cover.ranks(),
     )
     black = cover.frame["cls"].to_numpy()[soil.right] == BLACK
     parts, owner = soil.geometry[black], soil.left[black]

@@ -49,6 +49,12 @@ class SoilCover:
     #: the area the cover tiles (soil polygons plus gaps)
     extent: shapely.Geometry
 
+    def ranks(self) -> np.ndarray:
+        """Each cover polygon's rank by soil polygon id, the same in every run; -1 for the
+        gaps, whose shapes depend on the extent a run reads (:func:`pipeline.overlay.overlay`)."""
+        gap = self.frame["cls"].to_numpy() == UNMAPPED
+        return np.where(gap, -1, _rank(self.frame))
+
 
 def classify_soil(
     soil_type: pd.Series, subtype: pd.Series | None, table: dict[str, str]
@@ -321,6 +327,7 @@ def survey_parcels(
             max_vertices=max_vertices,
             threads=threads,
             complete=True,
+            ranks=np.array([0, -1]),  # the outside's box may reach as far as the parcels do
         )
         inside_sel = cut.right == 0
         target = np.full(len(geoms), None, dtype=object)
@@ -342,6 +349,7 @@ def survey_parcels(
         max_vertices=max_vertices,
         threads=threads,
         complete=bool(complete),
+        ranks=cover.ranks(),
     )
     piece_parcel = np.concatenate([present[res.left], out_parcel])
     piece_cover = np.concatenate([res.right, np.full(len(out_parcel), -1)])

@@ -182,9 +182,11 @@ def test_complete_cover_shortcut_gives_the_same_pieces():
     gaps = shapely.get_parts(shapely.difference(extent, shapely.union_all(soil)))
     cover = np.concatenate([soil, gaps])
     a = overlay(parcels, cover, complete=False)
-    b = overlay(parcels, cover, complete=True)
+    ranks = np.r_[np.arange(len(soil)), np.full(len(gaps), -1)]
+    b = overlay(parcels, cover, complete=True, ranks=ranks)
     assert a.left.tolist() == b.left.tolist() and a.right.tolist() == b.right.tolist()
-    np.testing.assert_allclose(shapely.area(a.geometry), shapely.area(b.geometry), rtol=1e-12)
+    # the pieces of the polygon of most parts are a difference there, not intersections
+    np.testing.assert_allclose(shapely.area(a.geometry), shapely.area(b.geometry), rtol=1e-9)
     assert b.whole.sum() >= a.whole.sum()
 
 
