@@ -80,9 +80,12 @@ def _map_chunks(
     return np.concatenate(results)
 
 
-#: a remainder (a left polygon less its other pieces) smaller than this share of the left
-#: polygon is rounding, not area (a piece of a hectare below 1e-5 m²)
-_NOISE = 1e-9
+#: a piece thinner than this on average (twice its area over its perimeter, m) is rounding,
+#: not land, and is not kept: where two boundaries run together a sliver of a few ulps of GK
+#: coordinates is left (one ulp at 4e7 m is 7e-9 m), and a remainder's polygon that only comes
+#: near leaves one. Anything wider, were it a micrometre, is a piece (a sliver, merged and
+#: logged), so that no area beyond rounding goes unaccounted
+NOISE_WIDTH_M = 1e-7
 
 #: snap-rounding grid (m) for the rare intersections that fail in floating point
 _SNAP_GRID = 1e-6
@@ -271,14 +274,19 @@ def covers(right: np.ndarray, which: np.ndarray, left: np.ndarray) -> np.ndarray
 
 
 def _polygonal(pieces: np.ndarray) -> np.ndarray:
-    """The polygonal part of each result of an overlay operation; None where it has no area."""
+    """The polygonal part of each result of an overlay operation; None where it has no area,
+    or none but rounding (:data:`NOISE_WIDTH_M`)."""
     odd = ~np.isin(shapely.get_type_id(pieces), (GeometryType.POLYGON, GeometryType.MULTIPOLYGON))
     if odd.any():
         pieces = pieces.copy()
         pieces[odd] = polygonal_part(pieces[odd])
+    area = np.zeros(len(pieces))
     some = ~shapely.is_missing(pieces)
-    some[some] = shapely.area(pieces[some]) > 0
-    return np.where(some, pieces, None)
+    area[some] = shapely.area(pieces[some])
+    small = some & (area < 0.01)  # a sliver of 0.01 m² would be 200 km long
+    thin = np.zeros(len(pieces), dtype=bool)
+    thin[small] = 2 * area[small] <= NOISE_WIDTH_M * shapely.length(pieces[small])
+    return np.where((area > 0) & ~thin, pieces, None)
 
 
 def _remainders(
@@ -420,9 +428,7 @@ def overlay(
             threads,
         )
     )
-    # where the remainder's polygon only comes near, rounding leaves a sliver of no real area
     some = ~shapely.is_missing(rest)
-    some[some] = shapely.area(rest[some]) > _NOISE * shapely.area(left[cut_rest[some]])
     whole_left = np.concatenate([whole_left, rest_left[alone]])
     whole_right = np.concatenate([whole_right, rest_right[alone]])
     cut_left = np.concatenate([cut_left, cut_rest[some]])

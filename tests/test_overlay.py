@@ -190,6 +190,59 @@ def test_complete_cover_shortcut_gives_the_same_pieces():
     assert b.whole.sum() >= a.whole.sum()
 
 
+def _counting_intersections(monkeypatch) -> list[int]:
+    """Record how many pairs each vectorised intersection of the engine takes."""
+    import sys
+
+    engine = sys.modules["pipeline.overlay"]
+    real = engine.safe_intersection
+    calls: list[int] = []
+
+    def counted(a, b):
+        calls.append(len(a))
+        return real(a, b)
+
+    monkeypatch.setattr(engine, "safe_intersection", counted)
+    return calls
+
+
+# the polygon of many parts has two near the parcel, the other one
+@pytest.mark.parametrize(("ranks", "intersected"), [((0, 1), [1]), ((-1, 0), [2])])
+def test_the_polygon_of_most_parts_takes_what_the_others_leave(monkeypatch, ranks, intersected):
+    """A parcel cut by a soil polygon of many parts and one of one part: the first gets the
+    parcel less the other's piece, no intersection with its parts; one of negative rank (a gap,
+    different in each run) never does."""
+    calls = _counting_intersections(monkeypatch)
+    parcel = shapely.box(0, 0, 10, 10)
+    # 6 m of the parcel in a polygon of 200 vertices, split in parts of at most 32
+    many = shapely.segmentize(shapely.box(-40, -40, 6, 50), 1.0)
+    one = shapely.box(6, -40, 50, 50)
+    res = overlay(
+        np.array([parcel]), np.array([many, one]), max_vertices=32, complete=True, ranks=ranks
+    )
+    assert res.right.tolist() == [0, 1]
+    assert shapely.area(res.geometry) == pytest.approx([60.0, 40.0])
+    assert shapely.union_all(res.geometry).equals(parcel)
+    assert calls == intersected  # the parts of the other polygon near the parcel only
+    # without ranks every part near the parcel is intersected
+    calls.clear()
+    plain = overlay(np.array([parcel]), np.array([many, one]), max_vertices=32, complete=True)
+    assert shapely.area(plain.geometry) == pytest.approx([60.0, 40.0])
+    assert calls == [3]
+
+
+def test_slivers_of_rounding_are_not_pieces():
+    """A soil boundary a nanometre inside the parcel's edge leaves a sliver of rounding, not
+    land: no piece; a strip a millimetre wide is land."""
+    parcel = shapely.box(0, 0, 100, 100)
+    for edge, pieces in ((1e-9, [1]), (1e-3, [0, 1])):
+        soil = np.array([shapely.box(-100, -100, edge, 200), shapely.box(edge, -100, 200, 200)])
+        for complete, ranks in ((False, None), (True, (0, 1)), (True, (1, 0))):
+            res = overlay(np.array([parcel]), soil, complete=complete, ranks=ranks)
+            assert res.right.tolist() == pieces
+            assert shapely.area(res.geometry).sum() == pytest.approx(1e4, abs=1e-6)
+
+
 def test_overlapping_right_polygons():
     parcel = shapely.box(0, 0, 10, 10)
     projects = np.array([shapely.box(-5, -5, 15, 15), shapely.box(5, -5, 15, 15)])
