@@ -415,25 +415,24 @@ def overlay(
     cut_left = uniq_key // len(right)
     cut_right = uniq_key % len(right)
 
-    # the remainders: a left polygon less its other pieces (itself where it has none)
-    with_others, others = (
-        group_union(merged, cut_left, threads) if len(rest_left) else (rest_left, merged[:0])
-    )
-    alone = ~np.isin(rest_left, with_others)
-    cut_rest = rest_left[~alone]
-    rest = _polygonal(
-        _map_chunks(
-            safe_difference,
-            (left[cut_rest], others[np.searchsorted(with_others, cut_rest)]),
-            threads,
+    if len(rest_left):
+        # the remainders: a left polygon less its other pieces (itself where it has none)
+        with_others, others = group_union(merged, cut_left, threads)
+        alone = ~np.isin(rest_left, with_others)
+        cut_rest = rest_left[~alone]
+        rest = _polygonal(
+            _map_chunks(
+                safe_difference,
+                (left[cut_rest], others[np.searchsorted(with_others, cut_rest)]),
+                threads,
+            )
         )
-    )
-    some = ~shapely.is_missing(rest)
-    whole_left = np.concatenate([whole_left, rest_left[alone]])
-    whole_right = np.concatenate([whole_right, rest_right[alone]])
-    cut_left = np.concatenate([cut_left, cut_rest[some]])
-    cut_right = np.concatenate([cut_right, rest_right[~alone][some]])
-    merged = np.concatenate([merged, rest[some]])
+        some = ~shapely.is_missing(rest)
+        whole_left = np.concatenate([whole_left, rest_left[alone]])
+        whole_right = np.concatenate([whole_right, rest_right[alone]])
+        cut_left = np.concatenate([cut_left, cut_rest[some]])
+        cut_right = np.concatenate([cut_right, rest_right[~alone][some]])
+        merged = np.concatenate([merged, rest[some]])
 
     all_left = np.concatenate([whole_left, cut_left])
     all_right = np.concatenate([whole_right, cut_right])

@@ -323,9 +323,10 @@ def _by_county_field(spec: InputSpec, field: str, max_parcels: int = 0) -> list[
     codes = county_codes(column)
     number, known = pd.factorize(codes)  # each parcel's county as a number; -1: none
     fid = _sqlite_fid(spec)
-    # the stretch of FIDs each county's parcels lie in (-1: no county code): SQLite then reads
-    # that stretch of the table, not all of it, where the layer is stored county by county
-    stretch = pd.Series(column.index.to_numpy()).groupby(number).agg(["min", "max"])
+    if fid is not None:
+        # the stretch of FIDs each county's parcels lie in (-1: no county code): SQLite then
+        # reads that stretch of the table, not all of it, where it is stored county by county
+        stretch = pd.Series(column.index.to_numpy()).groupby(number).agg(["min", "max"])
 
     def where(clause: str, k: int) -> str:
         if fid is None:
