@@ -80,12 +80,19 @@ def _map_chunks(
     return np.concatenate(results)
 
 
-#: a piece thinner than this on average (twice its area over its perimeter, m) is rounding,
-#: not land, and is not kept: where two boundaries run together a sliver of a few ulps of GK
-#: coordinates is left (one ulp at 4e7 m is 7e-9 m), and a remainder's polygon that only comes
-#: near leaves one. Anything wider, were it a micrometre, is a piece (a sliver, merged and
-#: logged), so that no area beyond rounding goes unaccounted
+#: a piece thinner than this on average (twice its area over its perimeter, m), and no larger
+#: than :data:`NOISE_SHARE` of its left polygon, is rounding, not land, and is not kept: where
+#: two boundaries run together a sliver of a few ulps of GK coordinates is left (one ulp at
+#: 4e7 m is 7e-9 m), and a remainder's polygon that only comes near leaves one. Anything wider,
+#: were it a micrometre, is a piece (a sliver, merged and logged)
 NOISE_WIDTH_M = 1e-7
+#: the most of its left polygon's area (or :data:`NOISE_FLOOR_M2`, if more) that a piece of
+#: rounding may have: a hundredth of what the survey's conservation check allows a parcel
+#: (``survey.CONSERVATION_TOLERANCE``, ``CONSERVATION_FLOOR_M2``), so that what is left out as
+#: rounding never unbalances a parcel, however thin the parcel itself (a parcel a micrometre
+#: wide is cut into pieces that thin, and they are land: all of it)
+NOISE_SHARE = 1e-8
+NOISE_FLOOR_M2 = 1e-8
 
 #: snap-rounding grid (m) for the rare intersections that fail in floating point
 _SNAP_GRID = 1e-6
@@ -273,9 +280,10 @@ def covers(right: np.ndarray, which: np.ndarray, left: np.ndarray) -> np.ndarray
         shapely.destroy_prepared(prepared)
 
 
-def _polygonal(pieces: np.ndarray) -> np.ndarray:
+def _polygonal(pieces: np.ndarray, lefts: np.ndarray) -> np.ndarray:
     """The polygonal part of each result of an overlay operation; None where it has no area,
-    or none but rounding (:data:`NOISE_WIDTH_M`)."""
+    or none but rounding (:data:`NOISE_WIDTH_M`, of at most :data:`NOISE_SHARE` of its left
+    polygon, ``lefts``, one for each piece)."""
     odd = ~np.isin(shapely.get_type_id(pieces), (GeometryType.POLYGON, GeometryType.MULTIPOLYGON))
     if odd.any():
         pieces = pieces.copy()
@@ -286,6 +294,9 @@ def _polygonal(pieces: np.ndarray) -> np.ndarray:
     small = some & (area < 0.01)  # a sliver of 0.01 m² would be 200 km long
     thin = np.zeros(len(pieces), dtype=bool)
     thin[small] = 2 * area[small] <= NOISE_WIDTH_M * shapely.length(pieces[small])
+    if thin.any():  # and small beside its left polygon
+        most = np.maximum(NOISE_SHARE * shapely.area(lefts[thin]), NOISE_FLOOR_M2)
+        thin[thin] = area[thin] <= most
     return np.where((area > 0) & ~thin, pieces, None)
 
 
@@ -405,7 +416,8 @@ def overlay(
         rest_of[rest_left] = rest_right
         other = cri != rest_of[cli]
         cli, cpi, cri = cli[other], cpi[other], cri[other]
-    pieces = _polygonal(_map_chunks(safe_intersection, (left[cli], parts[cpi]), threads))
+    lefts = left[cli]
+    pieces = _polygonal(_map_chunks(safe_intersection, (lefts, parts[cpi]), threads), lefts)
     keep = ~shapely.is_missing(pieces)
     cli, cri, pieces = cli[keep], cri[keep], pieces[keep]
 
@@ -420,12 +432,14 @@ def overlay(
         with_others, others = group_union(merged, cut_left, threads)
         alone = ~np.isin(rest_left, with_others)
         cut_rest = rest_left[~alone]
+        lefts = left[cut_rest]
         rest = _polygonal(
             _map_chunks(
                 safe_difference,
-                (left[cut_rest], others[np.searchsorted(with_others, cut_rest)]),
+                (lefts, others[np.searchsorted(with_others, cut_rest)]),
                 threads,
-            )
+            ),
+            lefts,
         )
         some = ~shapely.is_missing(rest)
         whole_left = np.concatenate([whole_left, rest_left[alone]])
