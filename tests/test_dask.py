@@ -3,6 +3,8 @@ the same archive as the in-process run."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import threading
 from typing import ClassVar
 
@@ -242,3 +244,34 @@ def test_a_scheduler_that_cannot_be_reached_is_said_when_the_tasks_start(monkeyp
         ex.start()
         with pytest.raises(UsageError, match=r"--scheduler tcp://127.0.0.1:1: cannot reach"):
             ex.run(pow, [("a", (2, 3))])
+
+
+def _origin() -> tuple[int, bool]:
+    import os
+    import sys
+
+    return os.getppid(), "pipeline.runner" in sys.modules
+
+
+@pytest.mark.skipif(
+    "forkserver" not in multiprocessing.get_all_start_methods(), reason="no forkserver here"
+)
+def test_local_workers_are_forked_from_a_server_that_imported_the_package():
+    """The local cluster's workers are not started afresh (each importing dask and the package
+    again, beside the planning) but forked from multiprocessing's server process, which
+    imported them once; dask's setting is as it was afterwards, and one set otherwise by the
+    user is kept."""
+    import dask
+
+    from pipeline.executors import Executor, _forked_workers
+
+    key = "distributed.worker.multiprocessing-method"
+    with Executor(workers=1) as ex:
+        results, failed = ex.run(_origin, [("a", ())])
+    assert failed == {}
+    parent, imported = results["a"]
+    assert parent != os.getpid()  # its nanny, in this process, did not start it
+    assert imported
+    assert dask.config.get(key) == "spawn"
+    with dask.config.set({key: "fork"}), _forked_workers():
+        assert dask.config.get(key) == "fork"
