@@ -2194,6 +2194,8 @@ def _merge_in_tasks(executor: Executor, merged: Merged, folder: Path) -> dict[st
     else:
         names = by_piece or [arc.BALANCE]
         jobs = [(list(range(count)), merge.layout)]
+        # the task adds up the summaries too, while this process writes the pieces
+        merge.tasks_add_up = True
     # what the tasks need of the partitions: where their files are (not the keys they read)
     light = [dataclasses.replace(p, read_keys={}, used_keys={}) for p in merge.partials]
     paths = [folder / f"{j}.gpkg" for j in range(len(jobs))]
@@ -2205,7 +2207,7 @@ def _merge_in_tasks(executor: Executor, merged: Merged, folder: Path) -> dict[st
         (
             str(j),
             (light, merge.year, merge.crs, merge.single, merge.names, merge.rasters,
-             jobs[j][1], paths[j], names),
+             jobs[j][1], paths[j], names, merge.tasks_add_up),
         )
         for j in sorted(range(len(jobs)), key=lambda j: -sum(sizes[g] for g in jobs[j][0]))
     ]  # fmt: skip
@@ -2236,6 +2238,8 @@ def _merge_in_tasks(executor: Executor, merged: Merged, folder: Path) -> dict[st
             kinds[j] = done["kinds"]
         for name in names:
             merge.check_rows(name)
+
+    merge.before_sums = collect
 
     def parts(name: str) -> list[arc.StackPart]:
         collect()
@@ -2278,13 +2282,17 @@ def _merge_group(
     layout: _Layout,
     path: Path,
     layers: list[str],
+    add_up: bool = False,
 ) -> dict[str, object]:
     """A task of :func:`_merge_in_tasks`: the groups of ``layout`` merged as the archive's
     writer would merge them, ``layers`` written into the GeoPackage ``path``; gives back the
-    summary rows and checks added up on the way (by the layout's group numbers), its rows per
-    layer and per zone kind of HTGD_GHCT."""
+    summary rows and checks added up on the way (by the layout's group numbers; with
+    ``add_up``, the summary rows of every group, whatever layers it wrote), its rows per layer
+    and per zone kind of HTGD_GHCT."""
     merge = _GroupMerge(partials, year, crs, single, names, rasters, layout)
     arc.write_layers(path, {name: merge.stream(name) for name in layers})
+    if add_up:
+        merge.add_up_all()
     return {
         "county": merge.county_parts,
         "quality": merge.quality_parts,
@@ -2442,6 +2450,10 @@ class _GroupMerge:
         self.checks: dict[int, tuple[tuple[int, int, float], dict[str, object], set[str]]] = {}
         self.quality_seconds = 0.0
         self._county_summary: pd.DataFrame | None = None
+        #: the summaries are added up by a task (:func:`_merge_in_tasks`), not as the pieces
+        #: are written; ``before_sums`` brings what it added up (called before any summary)
+        self.tasks_add_up = False
+        self.before_sums: Callable[[], None] | None = None
 
     def fields(self, g: int, name: str, columns: list[str] | None = None) -> pd.DataFrame | None:
         """A layer's fields in group ``g``'s partitions, one after another, with the partition
@@ -2497,7 +2509,8 @@ class _GroupMerge:
         """Group ``g``'s pieces layer: all fields, sorted, numbered (DABH) per county again;
         its summary rows added up on the way."""
         pieces = self.sorted_pieces(g)
-        self._add_up(g, pieces)
+        if not self.tasks_add_up:
+            self._add_up(g, pieces)
         k, row = pieces["_k"].to_numpy(), pieces["_row"].to_numpy()
         seq = np.zeros(len(k), np.int32)
         for member in np.unique(k).tolist():
@@ -2559,11 +2572,18 @@ class _GroupMerge:
             self.quality_parts[g] = quality_rows(frame, self.rasters)
             self.quality_seconds += time.perf_counter() - t
 
-    def _every_group(self) -> None:
-        """Add up the groups the layers written so far have not brought."""
+    def add_up_all(self) -> None:
+        """The summary rows of the groups the layers written so far have not brought."""
         for g in range(len(self.groups)):
             if g not in self.county_parts:
                 self._add_up(g, self.sorted_pieces(g, self.needed))
+
+    def _every_group(self) -> None:
+        """Add up the groups the layers written so far (or the tasks) have not brought."""
+        if self.before_sums is not None:
+            self.before_sums()
+        self.add_up_all()
+        for g in range(len(self.groups)):
             self._check(g)
 
     def county_summary(self) -> pd.DataFrame:
