@@ -2194,8 +2194,9 @@ def _merge_in_tasks(executor: Executor, merged: Merged, folder: Path) -> dict[st
     else:
         names = by_piece or [arc.BALANCE]
         jobs = [(list(range(count)), merge.layout)]
-        # the task adds up the summaries too, while this process writes the pieces
-        merge.tasks_add_up = True
+        # the task adds up the summaries too, while this process writes the pieces (and
+        # merges no layer that refers to them)
+        merge.tasks_add_up, merge.renumbers = True, False
     # what the tasks need of the partitions: where their files are (not the keys they read)
     light = [dataclasses.replace(p, read_keys={}, used_keys={}) for p in merge.partials]
     paths = [folder / f"{j}.gpkg" for j in range(len(jobs))]
@@ -2454,6 +2455,9 @@ class _GroupMerge:
         #: are written; ``before_sums`` brings what it added up (called before any summary)
         self.tasks_add_up = False
         self.before_sums: Callable[[], None] | None = None
+        #: the layers that refer to pieces are merged here (:meth:`layer`), and need where
+        #: each county starts in each partition; not where tasks merge them
+        self.renumbers = True
 
     def fields(self, g: int, name: str, columns: list[str] | None = None) -> pd.DataFrame | None:
         """A layer's fields in group ``g``'s partitions, one after another, with the partition
@@ -2498,6 +2502,8 @@ class _GroupMerge:
                 if member not in self.seq:
                     self.seq[member] = np.zeros(self.partials[member].rows(arc.PIECES), np.int32)
                 self.seq[member][row[at]] = seq[at]
+                if not self.renumbers:
+                    continue
                 starts = self._county_starts(member, counties[at], row[at], dabh[at])
                 if member in self.starts:  # a partition across county lines: more counties
                     starts = pd.concat([self.starts[member], starts])
@@ -2623,6 +2629,7 @@ class _GroupMerge:
         """Group ``g``'s rows of a layer that follows the pieces, with the pieces' new numbers,
         in the order a single run gives. A row's piece is found by its county (XZQDM) and its
         old number (:meth:`_county_starts`), without reading the pieces again."""
+        assert self.renumbers, f"layer {name} is merged by the tasks"
         frame = self.fields(g, name)
         if frame is None or not len(frame):
             return None
