@@ -2513,7 +2513,7 @@ class _GroupMerge:
 
     def pieces(self, g: int) -> pd.DataFrame:
         """Group ``g``'s pieces layer: all fields, sorted, numbered (DABH) per county again;
-        its summary rows added up on the way."""
+        its summary rows added up on the way (unless a task adds them up: ``tasks_add_up``)."""
         pieces = self.sorted_pieces(g)
         if not self.tasks_add_up:
             self._add_up(g, pieces)
