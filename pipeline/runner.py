@@ -971,7 +971,7 @@ def _finish(
         assert workdir is not None
         stacked = _merge_in_tasks(executor, merged, workdir / "_merge")
     timings = {**merged.timings, **(merge_timings or {})}
-    counts = {**merged.counts, "qa_rows": len(merged.qa)}
+    counts = dict(merged.counts)  # and the QA rows, once the QA log is made
     timings["merge"] = time.perf_counter() - t0
     timings.setdefault("summaries", 0.0)
 
@@ -984,6 +984,7 @@ def _finish(
         return {**timings, "quality": timings.get("quality", 0.0) + groups.quality_seconds}
 
     def metadata() -> pd.DataFrame:
+        counts["qa_rows"] = len(merged.qa)
         return _metadata(
             cfg,
             merged.crs,
@@ -1007,7 +1008,7 @@ def _finish(
         ),
         **({arc.QUALITY_SUMMARY: groups.quality_summary} if cfg.inputs.rasters else {}),
         **merged.protection,
-        arc.QA_LOG: merged.qa,
+        arc.QA_LOG: lambda: merged.qa,
         arc.METADATA: metadata,
     }
     layers.update(stacked)
@@ -1032,6 +1033,7 @@ def _finish(
             f"{cfg.output.path}: county totals do not reconcile with the input TBMJ"
         )
     qa_frame = merged.qa
+    counts["qa_rows"] = len(qa_frame)
     qa_summary = (
         qa_frame.groupby(["layer", "check", "action"], sort=False)
         .size()
@@ -2064,12 +2066,19 @@ class Merged:
     pieces: arc.LayerStream
     balance: arc.LayerStream
     protection: dict[str, pd.DataFrame | arc.LayerStream]
-    qa: pd.DataFrame
+    #: makes the QA log (:attr:`qa`), when first asked for: the parcels that overlap across
+    #: partitions may be paired by a task meanwhile
+    qa_log: Callable[[], pd.DataFrame]
     counts: dict[str, int]
     timings: dict[str, float]
     status: dict[str, str]
     names: dict[str, str]
     groups: _GroupMerge
+
+    @functools.cached_property
+    def qa(self) -> pd.DataFrame:
+        """The QA log of all the partitions."""
+        return self.qa_log()
 
 
 #: layers whose rows follow the pieces (DABH renumbered by the merge)
@@ -2135,12 +2144,18 @@ def merge_partials(
         else:
             protection[name] = frame.drop(columns=_SOURCE, errors="ignore")
 
+    def qa_log() -> pd.DataFrame:
+        if merge.tasks_pair and merge.from_tasks is not None:
+            merge.from_tasks()
+            return _merge_qa(partials, merge.crossing)
+        return _merge_qa(partials, _crossing_overlaps(full))
+
     return Merged(
         crs=crs,
         pieces=merge.stream(arc.PIECES),
         balance=merge.stream(arc.BALANCE),
         protection=protection,
-        qa=_merge_qa(partials, _crossing_overlaps(full)),
+        qa_log=qa_log,
         counts=_merge_counts(partials, single),
         timings=_merge_timings(partials),
         status=dict(full[0].status),
@@ -2194,9 +2209,10 @@ def _merge_in_tasks(executor: Executor, merged: Merged, folder: Path) -> dict[st
     else:
         names = by_piece or [arc.BALANCE]
         jobs = [(list(range(count)), merge.layout)]
-        # the task adds up the summaries too, while this process writes the pieces (and
-        # merges no layer that refers to them)
-        merge.tasks_add_up, merge.renumbers = True, False
+        # the task adds up the summaries too, and pairs the parcels that overlap across
+        # partitions, while this process writes the pieces (and merges no layer that refers
+        # to them)
+        merge.tasks_add_up, merge.tasks_pair, merge.renumbers = True, True, False
     # what the tasks need of the partitions: where their files are (not the keys they read)
     light = [dataclasses.replace(p, read_keys={}, used_keys={}) for p in merge.partials]
     paths = [folder / f"{j}.gpkg" for j in range(len(jobs))]
@@ -2237,10 +2253,12 @@ def _merge_in_tasks(executor: Executor, merged: Merged, folder: Path) -> dict[st
             for name, rows in done["merged"].items():
                 merge.merged[name] = merge.merged.get(name, 0) + rows
             kinds[j] = done["kinds"]
+            if "crossing" in done:
+                merge.crossing = done["crossing"]
         for name in names:
             merge.check_rows(name)
 
-    merge.before_sums = collect
+    merge.from_tasks = collect
 
     def parts(name: str) -> list[arc.StackPart]:
         collect()
@@ -2288,12 +2306,15 @@ def _merge_group(
     """A task of :func:`_merge_in_tasks`: the groups of ``layout`` merged as the archive's
     writer would merge them, ``layers`` written into the GeoPackage ``path``; gives back the
     summary rows and checks added up on the way (by the layout's group numbers; with
-    ``add_up``, the summary rows of every group, whatever layers it wrote), its rows per layer
-    and per zone kind of HTGD_GHCT."""
+    ``add_up``, the summary rows of every group, whatever layers it wrote, and the QA rows of
+    the parcels that overlap across partitions), its rows per layer and per zone kind of
+    HTGD_GHCT."""
     merge = _GroupMerge(partials, year, crs, single, names, rasters, layout)
     arc.write_layers(path, {name: merge.stream(name) for name in layers})
+    extra = {}
     if add_up:
         merge.add_up_all()
+        extra["crossing"] = _crossing_overlaps(partials)
     return {
         "county": merge.county_parts,
         "quality": merge.quality_parts,
@@ -2301,6 +2322,7 @@ def _merge_group(
         "quality_seconds": merge.quality_seconds,
         "merged": merge.merged,
         "kinds": merge.kind_rows,
+        **extra,
     }
 
 
@@ -2452,9 +2474,11 @@ class _GroupMerge:
         self.quality_seconds = 0.0
         self._county_summary: pd.DataFrame | None = None
         #: the summaries are added up by a task (:func:`_merge_in_tasks`), not as the pieces
-        #: are written; ``before_sums`` brings what it added up (called before any summary)
-        self.tasks_add_up = False
-        self.before_sums: Callable[[], None] | None = None
+        #: are written, and the parcels that overlap across partitions paired by it (QA rows,
+        #: ``crossing``); ``from_tasks`` brings what they made (called before any summary)
+        self.tasks_add_up = self.tasks_pair = False
+        self.crossing: pd.DataFrame | None = None
+        self.from_tasks: Callable[[], None] | None = None
         #: the layers that refer to pieces are merged here (:meth:`layer`), and need where
         #: each county starts in each partition; not where tasks merge them
         self.renumbers = True
@@ -2586,8 +2610,8 @@ class _GroupMerge:
 
     def _every_group(self) -> None:
         """Add up the groups the layers written so far (or the tasks) have not brought."""
-        if self.before_sums is not None:
-            self.before_sums()
+        if self.from_tasks is not None:
+            self.from_tasks()
         self.add_up_all()
         for g in range(len(self.groups)):
             self._check(g)

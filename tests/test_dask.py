@@ -9,8 +9,10 @@ import threading
 from typing import ClassVar
 
 import pytest
-from test_partitions import assert_same_archive, survey, three_county_job
+from test_partitions import assert_same_archive, survey, three_county_job, three_county_parcels
 
+from conftest import box
+from pipeline import archive as arc
 from pipeline.errors import InputError
 
 distributed = pytest.importorskip("distributed")
@@ -275,3 +277,23 @@ def test_local_workers_are_forked_from_a_server_that_imported_the_package():
     assert dask.config.get(key) == "spawn"
     with dask.config.set({key: "fork"}), _forked_workers():
         assert dask.config.get(key) == "fork"
+
+
+@pytest.mark.slow
+def test_parcels_overlapping_across_partitions_are_logged_on_dask_as_in_process(job, cluster):
+    """On a cluster, the task that merges the balance also pairs the parcels of different
+    partitions that overlap (while this process writes the pieces): the QA log, its counts in
+    the metadata and the rest of the archive are the in-process run's."""
+    three_county_job(job)
+    parcels = three_county_parcels()
+    over = parcels.index[parcels["BSM"] == "220183202400300000"][0]
+    parcels.loc[over, "geometry"] = box(290, 0, 400, 100)  # 10 m into 220122's (2, 0)
+    job.layer("parcels", parcels, "DLTB")
+    single = survey(job, "single")
+    on_dask = survey(
+        job, "dask", config={"partition": {"by": "county"}}, scheduler=cluster.scheduler_address
+    )
+    qa = on_dask[arc.QA_LOG]
+    logged = qa[qa["check"] == "overlap"][["feature_id", "problem"]].to_numpy().tolist()
+    assert logged == [["220183202400300000", "overlaps parcel 220122202400200000 by 1000.00 m²"]]
+    assert_same_archive(single, on_dask)
