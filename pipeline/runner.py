@@ -2145,7 +2145,7 @@ def merge_partials(
             protection[name] = frame.drop(columns=_SOURCE, errors="ignore")
 
     def qa_log() -> pd.DataFrame:
-        if merge.tasks_pair and merge.from_tasks is not None:
+        if merge.beside_task and merge.from_tasks is not None:
             merge.from_tasks()
             return _merge_qa(partials, merge.crossing)
         return _merge_qa(partials, _crossing_overlaps(full))
@@ -2212,7 +2212,7 @@ def _merge_in_tasks(executor: Executor, merged: Merged, folder: Path) -> dict[st
         # the task adds up the summaries too, and pairs the parcels that overlap across
         # partitions, while this process writes the pieces (and merges no layer that refers
         # to them)
-        merge.tasks_add_up, merge.tasks_pair, merge.renumbers = True, True, False
+        merge.beside_task = True
     # what the tasks need of the partitions: where their files are (not the keys they read)
     light = [dataclasses.replace(p, read_keys={}, used_keys={}) for p in merge.partials]
     paths = [folder / f"{j}.gpkg" for j in range(len(jobs))]
@@ -2224,7 +2224,7 @@ def _merge_in_tasks(executor: Executor, merged: Merged, folder: Path) -> dict[st
         (
             str(j),
             (light, merge.year, merge.crs, merge.single, merge.names, merge.rasters,
-             jobs[j][1], paths[j], names, merge.tasks_add_up),
+             jobs[j][1], paths[j], names, merge.beside_task),
         )
         for j in sorted(range(len(jobs)), key=lambda j: -sum(sizes[g] for g in jobs[j][0]))
     ]  # fmt: skip
@@ -2301,18 +2301,19 @@ def _merge_group(
     layout: _Layout,
     path: Path,
     layers: list[str],
-    add_up: bool = False,
+    beside: bool = False,
 ) -> dict[str, object]:
     """A task of :func:`_merge_in_tasks`: the groups of ``layout`` merged as the archive's
     writer would merge them, ``layers`` written into the GeoPackage ``path``; gives back the
     summary rows and checks added up on the way (by the layout's group numbers; with
-    ``add_up``, the summary rows of every group, whatever layers it wrote, and the QA rows of
-    the parcels that overlap across partitions), its rows per layer and per zone kind of
+    ``beside``, a task beside the process that writes the pieces: the summary rows of every
+    group, whatever layers it wrote, and the QA rows of the parcels that overlap across
+    partitions), its rows per layer and per zone kind of
     HTGD_GHCT."""
     merge = _GroupMerge(partials, year, crs, single, names, rasters, layout)
     arc.write_layers(path, {name: merge.stream(name) for name in layers})
     extra = {}
-    if add_up:
+    if beside:
         merge.add_up_all()
         extra["crossing"] = _crossing_overlaps(partials)
     return {
@@ -2473,15 +2474,14 @@ class _GroupMerge:
         self.checks: dict[int, tuple[tuple[int, int, float], dict[str, object], set[str]]] = {}
         self.quality_seconds = 0.0
         self._county_summary: pd.DataFrame | None = None
-        #: the summaries are added up by a task (:func:`_merge_in_tasks`), not as the pieces
-        #: are written, and the parcels that overlap across partitions paired by it (QA rows,
-        #: ``crossing``); ``from_tasks`` brings what they made (called before any summary)
-        self.tasks_add_up = self.tasks_pair = False
+        #: this process writes the pieces beside a task (:func:`_merge_in_tasks`) that adds up
+        #: the summaries, pairs the parcels that overlap across partitions (QA rows,
+        #: ``crossing``) and merges the layers that refer to pieces (so no table of where each
+        #: county starts in each partition is kept here: :meth:`layer` is not called)
+        self.beside_task = False
         self.crossing: pd.DataFrame | None = None
+        #: brings what the tasks made (called before any summary)
         self.from_tasks: Callable[[], None] | None = None
-        #: the layers that refer to pieces are merged here (:meth:`layer`), and need where
-        #: each county starts in each partition; not where tasks merge them
-        self.renumbers = True
 
     def fields(self, g: int, name: str, columns: list[str] | None = None) -> pd.DataFrame | None:
         """A layer's fields in group ``g``'s partitions, one after another, with the partition
@@ -2526,7 +2526,7 @@ class _GroupMerge:
                 if member not in self.seq:
                     self.seq[member] = np.zeros(self.partials[member].rows(arc.PIECES), np.int32)
                 self.seq[member][row[at]] = seq[at]
-                if not self.renumbers:
+                if self.beside_task:
                     continue
                 starts = self._county_starts(member, counties[at], row[at], dabh[at])
                 if member in self.starts:  # a partition across county lines: more counties
@@ -2537,9 +2537,9 @@ class _GroupMerge:
 
     def pieces(self, g: int) -> pd.DataFrame:
         """Group ``g``'s pieces layer: all fields, sorted, numbered (DABH) per county again;
-        its summary rows added up on the way (unless a task adds them up: ``tasks_add_up``)."""
+        its summary rows added up on the way (unless a task adds them up: ``beside_task``)."""
         pieces = self.sorted_pieces(g)
-        if not self.tasks_add_up:
+        if not self.beside_task:
             self._add_up(g, pieces)
         k, row = pieces["_k"].to_numpy(), pieces["_row"].to_numpy()
         seq = np.zeros(len(k), np.int32)
@@ -2653,7 +2653,7 @@ class _GroupMerge:
         """Group ``g``'s rows of a layer that follows the pieces, with the pieces' new numbers,
         in the order a single run gives. A row's piece is found by its county (XZQDM) and its
         old number (:meth:`_county_starts`), without reading the pieces again."""
-        assert self.renumbers, f"layer {name} is merged by the tasks"
+        assert not self.beside_task, f"layer {name} is merged by the tasks"
         frame = self.fields(g, name)
         if frame is None or not len(frame):
             return None
